@@ -1,0 +1,51 @@
+"""ctypes binding of native/se-op-eval.c: one attention layer through ggml's CPU paths."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_Q8_0 = 0, 1, 8
+K_TYPES = {"f32": GGML_TYPE_F32, "f16": GGML_TYPE_F16, "q8_0": GGML_TYPE_Q8_0}
+PATHS = {"stock": 0, "fused": 1, "portable": 2}
+
+_lib = None
+
+
+def _load():
+    global _lib
+    if _lib is None:
+        from se_local import _lib as native  # finds the library folder, loads ggml
+
+        lib = ctypes.CDLL(str(Path(native.LIB_DIR) / "libse_local_ops.so"))
+        f = lib.se_local_attn_eval
+        i32, fp = ctypes.c_int32, ctypes.POINTER(ctypes.c_float)
+        ip = ctypes.POINTER(ctypes.c_int32)
+        f.argtypes = [fp, fp, fp, ip, ip] + [i32] * 5 + [i32, i32] + [i32, i32, i32] + [i32, i32, ctypes.c_float] + [i32, fp]
+        f.restype = ctypes.c_int
+        _lib = lib
+    return _lib
+
+
+def attn_eval(q, k, v, pos_q, pos_k, *, path, k_type="f16", group=1, window=1, pos_min=0,
+              n_dims=None, neox=False, base=10000.0, n_threads=2):
+    """q (n_head, Tq, D), k/v (n_head_kv, Tk, D) already RoPE-rotated -> (n_head, Tq, D) float32."""
+    lib = _load()
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    k = np.ascontiguousarray(k, dtype=np.float32)
+    v = np.ascontiguousarray(v, dtype=np.float32)
+    pq = np.ascontiguousarray(pos_q, dtype=np.int32)
+    pk = np.ascontiguousarray(pos_k, dtype=np.int32)
+    n_head, n_q, d = q.shape
+    n_head_kv, n_kv, _ = k.shape
+    out = np.zeros((n_head, n_q, d), dtype=np.float32)
+    fp = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    ip = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+    rc = lib.se_local_attn_eval(fp(q), fp(k), fp(v), ip(pq), ip(pk), n_q, n_kv, n_head, n_head_kv, d,
+                                K_TYPES[k_type], PATHS[path], group, window, pos_min,
+                                n_dims or d, 2 if neox else 0, base, n_threads, fp(out))
+    if rc != 0:
+        raise RuntimeError(f"se_local_attn_eval failed with {rc}")
+    return out

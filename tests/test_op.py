@@ -1,0 +1,158 @@
+"""Op level: ggml's Self-Extend attention (fused kernel and portable path) vs Algorithm 1.
+
+The inputs are random Q/K/V; ggml receives q and k already rotated with RoPE at their true
+positions (as llama's KV cache stores them) and must re-rotate them itself, while the NumPy
+reference (tests/reference.py) rotates the raw vectors directly to the grouped positions.
+
+The reference sees the keys and values exactly as ggml stores them (rotated K rounded to f16 or
+quantized to q8_0 and rotated back, V rounded to f16), so the comparison measures the attention
+arithmetic, not the storage format. Tolerances (max absolute error, outputs of unit scale): the
+fused kernel computes in f32: 5e-4. The portable path's matrix product rounds q to f16 (as
+llama.cpp's non-flash attention does), and stock flash attention rounds q to f16 and accumulates
+V in f16: 4e-3 for both. With K as q8_0 the portable path's matrix product also quantizes q to
+q8_0: 5e-2.
+"""
+
+import numpy as np
+import pytest
+
+from op_eval import attn_eval
+from reference import rope, self_extend_attention
+
+TOL_FUSED = 5e-4
+TOL_F16Q = 4e-3  # paths that round q to f16
+TOL_PORTABLE = {"f16": TOL_F16Q, "q8_0": 5e-2}  # with q8_0 K, the matrix product quantizes q to q8_0
+
+
+def f16(x):
+    return np.asarray(x, dtype=np.float16).astype(np.float64)
+
+
+def q8_0(x):
+    """ggml's q8_0 round trip: blocks of 32, int8 values, an f16 scale per block."""
+    b = np.asarray(x, dtype=np.float32).reshape(*x.shape[:-1], -1, 32)
+    d = np.abs(b).max(axis=-1, keepdims=True) / 127.0
+    inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1), 0.0)
+    q = np.clip(np.round(b * inv), -128, 127)
+    return (q * f16(d)).reshape(x.shape)
+
+
+STORE = {"f16": f16, "q8_0": q8_0}
+
+
+def make_case(seed, n_head, n_head_kv, d, n_q, n_kv, start=0, base=10000.0):
+    rng = np.random.default_rng(seed)
+    # scale chosen so the softmax is far from uniform: Self-Extend visibly changes the output
+    q = rng.normal(size=(n_head, n_q, d)) * 1.5
+    k = rng.normal(size=(n_head_kv, n_kv, d)) * 1.5
+    v = rng.normal(size=(n_head_kv, n_kv, d))
+    pos_k = np.arange(n_kv)
+    pos_q = np.arange(n_kv - n_q, n_kv) if start is None else np.arange(start, start + n_q)
+    return q, k, v, pos_q, pos_k
+
+
+def stored(q, k, v, pos_q, pos_k, k_type="f16", neox=False, base=10000.0):
+    """What ggml is given (q, k rotated at their positions) and what it effectively stores.
+
+    Returns (qs, ks, v_eff, k_eff): k_eff and v_eff are the un-rotated keys and the values as
+    stored in the cache, for the reference.
+    """
+    qs = rope(q, pos_q, base=base, neox=neox)
+    ks = rope(k, pos_k, base=base, neox=neox)
+    ks_stored = STORE[k_type](ks.astype(np.float32))  # ggml receives float32
+    k_eff = rope(ks_stored, -np.asarray(pos_k), base=base, neox=neox)
+    return qs, ks, f16(np.asarray(v, dtype=np.float32)), k_eff
+
+
+GRID = [
+    # (d, n_head, n_head_kv, G, W)
+    (64, 4, 4, 2, 4), (64, 6, 2, 3, 16), (64, 8, 2, 4, 64), (64, 9, 3, 8, 16),
+    (128, 4, 1, 4, 16), (128, 6, 2, 8, 64), (128, 8, 2, 3, 4), (64, 3, 3, 8, 64),
+    (128, 4, 4, 2, 16), (64, 8, 2, 2, 64), (128, 9, 3, 4, 4), (64, 4, 1, 3, 64),
+]
+
+
+@pytest.mark.parametrize("k_type", ["f16", "q8_0"])
+@pytest.mark.parametrize("d,n_head,n_head_kv,G,W", GRID)
+def test_fused_and_portable_match_reference(d, n_head, n_head_kv, G, W, k_type):
+    n_kv = 300  # far above every W
+    q, k, v, pos_q, pos_k = make_case(d * 7 + G * 3 + W, n_head, n_head_kv, d, n_q=n_kv, n_kv=n_kv)
+    ref = self_extend_attention(q, k, v, pos_q, pos_k, group=G, window=W)
+    plain = self_extend_attention(q, k, v, pos_q, pos_k, group=1, window=0)
+    assert np.abs(ref - plain).max() > 0.1, "case does not exercise Self-Extend"
+
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k, k_type)
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=G, window=W)
+    fused = attn_eval(qs, ks, v, pos_q, pos_k, path="fused", k_type=k_type, group=G, window=W)
+    portable = attn_eval(qs, ks, v, pos_q, pos_k, path="portable", k_type=k_type, group=G, window=W)
+    assert np.abs(fused - ref).max() < TOL_FUSED
+    assert np.abs(portable - ref).max() < TOL_PORTABLE[k_type]
+
+
+@pytest.mark.parametrize("path", ["fused", "portable"])
+def test_short_sequences_are_plain_attention(path):
+    # every query closer than W to all of its keys: Self-Extend is plain attention
+    q, k, v, pos_q, pos_k = make_case(1, 4, 2, 64, n_q=16, n_kv=16)
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k)
+    se = attn_eval(qs, ks, v, pos_q, pos_k, path=path, group=4, window=16)
+    stock = attn_eval(qs, ks, v, pos_q, pos_k, path="stock")
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=1, window=0)
+    assert np.abs(se - stock).max() < TOL_F16Q
+    assert np.abs(se - ref).max() < (TOL_FUSED if path == "fused" else TOL_F16Q)
+
+
+@pytest.mark.parametrize("path", ["fused", "portable"])
+@pytest.mark.parametrize("splits", [[300], [1, 299], [64, 64, 64, 64, 44], [7, 250, 43]])
+def test_micro_batch_splits_give_the_same_result(path, splits):
+    # a prompt decoded in micro-batches: each chunk of queries attends to the prefix so far
+    G, W = 4, 16
+    q, k, v, pos_q, pos_k = make_case(2, 6, 2, 64, n_q=300, n_kv=300)
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k)
+    whole = attn_eval(qs, ks, v, pos_q, pos_k, path=path, group=G, window=W)
+    parts, i0 = [], 0
+    for n in splits:
+        i1 = i0 + n
+        parts.append(attn_eval(qs[:, i0:i1], ks[:, :i1], v[:, :i1], pos_q[i0:i1], pos_k[:i1],
+                               path=path, group=G, window=W))
+        i0 = i1
+    split = np.concatenate(parts, axis=1)
+    # the fused kernel is split-invariant to float rounding; the portable path's matrix
+    # products block differently for other batch sizes
+    assert np.abs(split - whole).max() < (1e-5 if path == "fused" else 2e-4)
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=G, window=W)
+    assert np.abs(split - ref).max() < (TOL_FUSED if path == "fused" else TOL_F16Q)
+
+
+@pytest.mark.parametrize("path", ["fused", "portable"])
+def test_pos_min_keeps_early_queries_plain(path):
+    G, W, P = 4, 16, 200
+    q, k, v, pos_q, pos_k = make_case(3, 4, 2, 64, n_q=300, n_kv=300)
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k)
+    got = attn_eval(qs, ks, v, pos_q, pos_k, path=path, group=G, window=W, pos_min=P)
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=G, window=W, pos_min=P)
+    plain = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=1, window=0)
+    assert np.abs(got - ref).max() < TOL_F16Q
+    assert np.abs(got[:, :P] - plain[:, :P]).max() < TOL_F16Q
+    assert np.abs(got[:, P:] - plain[:, P:]).max() > 0.1
+
+
+def test_decode_single_query_far_beyond_window():
+    # one query at the end of a long context: the decode shape
+    G, W = 8, 64
+    q, k, v, _, pos_k = make_case(4, 9, 3, 64, n_q=1, n_kv=2000)
+    pos_q = np.array([1999])
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k)
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=G, window=W)
+    for path in ("fused", "portable"):
+        got = attn_eval(qs, ks, v, pos_q, pos_k, path=path, group=G, window=W)
+        assert np.abs(got - ref).max() < TOL_F16Q
+
+
+def test_neox_rope():
+    G, W = 3, 16
+    q, k, v, pos_q, pos_k = make_case(5, 4, 2, 64, n_q=200, n_kv=200)
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k, neox=True)
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=G, window=W, neox=True)
+    for path in ("fused", "portable"):
+        got = attn_eval(qs, ks, v, pos_q, pos_k, path=path, group=G, window=W, neox=True)
+        assert np.abs(got - ref).max() < TOL_F16Q
