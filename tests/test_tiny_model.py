@@ -1,0 +1,304 @@
+"""Model-level exactness: llama.cpp (se-local's build) on a tiny random llama
+GGUF vs the NumPy forward pass of tests/reference.py.
+
+The tiny model has a trained length L = 256; a fixed random sequence of
+T = 400 tokens runs past it, with Self-Extend G = 4, W = 32 (largest relative
+position seen: 399//4 + 32 - 8 = 123 < L).
+
+Tolerances (max |llama.cpp - reference| over all compared logits, relative to
+max |reference logit| ~ 4.5), measured on the CPU build, vanilla and
+Self-Extend alike:
+  * f32 weights, f32 KV cache, flash attention off: <= 1.5e-5  -> TOL_EXACT 2e-4
+  * anything in f16 (f16 weights, f16 KV cache, or flash attention, whose CPU
+    kernel works in f16): 1.6e-3 .. 4.9e-3                     -> TOL_F16 1e-2
+The Self-Extend effect on the same logits (SE reference vs vanilla reference)
+is ~1.1 relative overall and >= 0.24 at every position past 2W: 100x the
+loose tolerance, so a vanilla result cannot pass a Self-Extend check.
+"""
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from reference import llama_forward
+
+T = 400            # tokens decoded (> L)
+L = 256            # n_ctx_train of the tiny model
+N_CTX = 512
+SE_G, SE_W = 4, 32
+
+TOL_EXACT = 2e-4   # relative to max |reference logit|
+TOL_F16 = 1e-2
+
+F32, F16 = 0, 1    # ggml_type
+
+# micro-batch splits: (n_batch, n_ubatch, chunk sizes handed to llama_decode)
+SPLITS = {
+    "b64": (64, 64, None),
+    "b128-ub32": (128, 32, None),
+    "odd37": (37, 37, None),
+    "prompt+decode": (512, 512, "decode24"),   # prefill, then the last 24 one by one
+}
+
+
+def tokens_for(hparams, n=T, seed=7):
+    rng = np.random.default_rng(seed)
+    return rng.integers(3, hparams["n_vocab"], n)    # no special tokens
+
+
+def tolerance(dtype, flash_attn, kv_type):
+    exact = dtype == "f32" and not flash_attn and kv_type == F32
+    return TOL_EXACT if exact else TOL_F16
+
+
+# -----------------------------------------------------------------------------
+# llama.cpp through llama-cpp-python's low-level ctypes API
+
+
+def self_extend_fn(lc):
+    """ctypes handle of llama_set_self_extend, or skip when the library
+    predates the patch."""
+    fn = getattr(lc.llama_cpp._lib, "llama_set_self_extend", None)
+    if fn is None:
+        pytest.skip("library lacks llama_set_self_extend")
+    fn.argtypes = [lc.llama_context_p_ctypes, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+    fn.restype = ctypes.c_int32
+    return fn
+
+
+class Model:
+    def __init__(self, lc, path):
+        self.lc = lc
+        mp = lc.llama_model_default_params()
+        mp.n_gpu_layers = 0
+        self.ptr = lc.llama_model_load_from_file(path.encode(), mp)
+        assert self.ptr, f"llama.cpp failed to load {path}"
+        self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(self.ptr))
+
+    def close(self):
+        if self.ptr:
+            self.lc.llama_model_free(self.ptr)
+            self.ptr = None
+
+    def new_context(self, *, n_ctx=N_CTX, n_batch=64, n_ubatch=64, flash_attn=True,
+                    type_k=F16, type_v=F16):
+        lc = self.lc
+        cp = lc.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, n_batch, n_ubatch, 1
+        cp.n_threads = cp.n_threads_batch = 2
+        cp.flash_attn_type = (lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                              else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cp.type_k, cp.type_v = type_k, type_v
+        ctx = lc.llama_init_from_model(self.ptr, cp)
+        assert ctx, "llama_init_from_model failed"
+        return ctx
+
+    def decode(self, tokens, *, split="b64", flash_attn=True, kv_type=F16,
+               self_extend=None, all_logits=True):
+        """Decode `tokens` at positions 0..T-1 in micro-batches; return the
+        logits of every token (T, n_vocab) or of the last one (1, n_vocab)."""
+        lc = self.lc
+        n_batch, n_ubatch, chunks = SPLITS[split]
+        n = len(tokens)
+        if chunks == "decode24":
+            chunks = [n - 24] + [1] * 24
+        chunks = chunks or [n_batch] * (-(-n // n_batch))
+        ctx = self.new_context(n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn,
+                               type_k=kv_type, type_v=kv_type)
+        batch = lc.llama_batch_init(n_batch, 0, 1)
+        out = []
+        try:
+            if self_extend is not None:
+                rc = self_extend_fn(lc)(ctx, *self_extend)
+                assert rc == 0, f"llama_set_self_extend{self_extend} returned {rc}"
+            s = 0
+            for size in chunks:
+                e = min(s + size, n)
+                if e <= s:
+                    break
+                batch.n_tokens = e - s
+                for b, p in enumerate(range(s, e)):
+                    batch.token[b] = int(tokens[p])
+                    batch.pos[b] = p
+                    batch.n_seq_id[b] = 1
+                    batch.seq_id[b][0] = 0
+                    batch.logits[b] = 1 if (all_logits or p == n - 1) else 0
+                rc = lc.llama_decode(ctx, batch)
+                assert rc == 0, f"llama_decode returned {rc} at tokens {s}..{e}"
+                n_out = (e - s) if all_logits else int(e == n)
+                if n_out:
+                    buf = lc.llama_get_logits(ctx)
+                    a = np.ctypeslib.as_array(buf, shape=(n_out * self.n_vocab,))
+                    out.append(a.reshape(n_out, self.n_vocab).astype(np.float64))
+                s = e
+            assert s == n
+        finally:
+            lc.llama_batch_free(batch)
+            lc.llama_free(ctx)
+        return np.concatenate(out)
+
+
+@pytest.fixture(scope="module", params=["f32", "f16"])
+def tiny(request, oracle_llama_cpp, oracle_tiny_llama_factory):
+    """(Model, weights, hparams, dtype) for the tiny llama in f32 and f16."""
+    path, weights, hparams = oracle_tiny_llama_factory(request.param)
+    m = Model(oracle_llama_cpp, path)
+    yield m, weights, hparams, request.param
+    m.close()
+
+
+_REF_CACHE = {}
+
+
+def reference_logits(weights, hparams, dtype, **se):
+    key = (dtype, tuple(sorted(se.items())))
+    if key not in _REF_CACHE:
+        _REF_CACHE[key] = llama_forward(weights, hparams, tokens_for(hparams), **se)
+    return _REF_CACHE[key]
+
+
+def assert_close(got, ref, tol, what):
+    scale = np.abs(ref).max()
+    err = np.abs(got - ref).max() / scale
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    assert err <= tol, f"{what}: max rel err {err:.3g} > {tol:g} (logit scale {scale:.3g})"
+    return err
+
+
+# -----------------------------------------------------------------------------
+# Pure Python: the file and the reference forward pass
+
+
+def test_gguf_stores_the_returned_weights(oracle_tiny_llama_factory):
+    """What GGUFReader reads back (ggml ne = [n_in, n_out] -> NumPy (n_out,
+    n_in)) is exactly the returned weight dict."""
+    gguf = pytest.importorskip("gguf")
+    for dtype in ("f32", "f16"):
+        path, weights, hp = oracle_tiny_llama_factory(dtype)
+        r = gguf.GGUFReader(path)
+        seen = {}
+        for t in r.tensors:
+            seen[t.name] = np.asarray(t.data, dtype=np.float64).reshape(weights[t.name].shape)
+            assert list(t.shape) == list(reversed(weights[t.name].shape)), t.name
+        assert set(seen) == set(weights)
+        for name, a in seen.items():
+            np.testing.assert_array_equal(a, weights[name], err_msg=name)
+        arch = r.fields["general.architecture"]
+        assert bytes(arch.parts[arch.data[0]]).decode() == "llama"
+
+
+def test_reference_forward_properties(oracle_tiny_llama_factory):
+    """Causality, Self-Extend visibly active past W, adaptive rows < L vanilla."""
+    _, w, hp = oracle_tiny_llama_factory("f32")
+    toks = tokens_for(hp)
+    van = llama_forward(w, hp, toks)
+    se = llama_forward(w, hp, toks, group=SE_G, window=SE_W)
+    ad = llama_forward(w, hp, toks, group=SE_G, window=SE_W, pos_min=-1)
+    # causal: a prefix gives the same logits
+    np.testing.assert_allclose(llama_forward(w, hp, toks[:100], group=SE_G, window=SE_W),
+                               se[:100], rtol=1e-10, atol=1e-10)
+    # rows < W are vanilla; past W the logits change by far more than TOL_F16
+    np.testing.assert_allclose(se[:SE_W], van[:SE_W], rtol=1e-12, atol=1e-12)
+    scale = np.abs(van).max()
+    effect = np.abs(se - van).max(axis=1) / scale            # per position
+    assert effect[2 * SE_W:].min() > 10 * TOL_F16, effect    # measured >= 0.24
+    assert np.median(effect[SE_W:]) > 20 * TOL_F16, effect   # measured ~0.6
+    # adaptive (pos_min = -1 -> L): rows < L vanilla, rows >= L Self-Extended
+    np.testing.assert_allclose(ad[:L], van[:L], rtol=1e-12, atol=1e-12)
+    assert (np.abs(ad - van)[L:].max(axis=1) / scale > 2 * TOL_F16).all()
+
+
+# -----------------------------------------------------------------------------
+# llama.cpp vs the reference
+
+
+def test_model_metadata(tiny):
+    m, _, hp, _ = tiny
+    lc = m.lc
+    assert lc.llama_model_n_ctx_train(m.ptr) == hp["n_ctx_train"] == L
+    assert lc.llama_model_n_embd(m.ptr) == hp["n_embd"]
+    assert lc.llama_model_n_layer(m.ptr) == hp["n_layer"]
+    assert lc.llama_model_n_head(m.ptr) == hp["n_head"]
+    assert lc.llama_model_n_head_kv(m.ptr) == hp["n_head_kv"]
+    assert m.n_vocab == hp["n_vocab"]
+    assert lc.llama_model_rope_type(m.ptr) == lc.LLAMA_ROPE_TYPE_NORM
+
+
+VANILLA_CASES = [(fa, F16, s) for fa in (True, False) for s in SPLITS] + \
+                [(fa, F32, "b64") for fa in (True, False)]
+
+
+@pytest.mark.parametrize("flash_attn,kv_type,split", VANILLA_CASES)
+def test_vanilla_matches_reference(tiny, flash_attn, kv_type, split):
+    m, w, hp, dtype = tiny
+    ref = reference_logits(w, hp, dtype)
+    toks = tokens_for(hp)
+    tol = tolerance(dtype, flash_attn, kv_type)
+    got = m.decode(toks, split=split, flash_attn=flash_attn, kv_type=kv_type)
+    assert_close(got, ref, tol, "all-token logits")
+    last = m.decode(toks, split=split, flash_attn=flash_attn, kv_type=kv_type, all_logits=False)
+    assert_close(last, ref[-1:], tol, "last-token logits")
+
+
+SE_CASES = [(fa, F16, s) for fa in (True, False) for s in SPLITS] + \
+           [(fa, F32, "b64") for fa in (True, False)]
+
+
+@pytest.mark.parametrize("pos_min", [0, -1])
+@pytest.mark.parametrize("flash_attn,kv_type,split", SE_CASES)
+def test_self_extend_matches_reference(tiny, flash_attn, kv_type, split, pos_min):
+    """llama_set_self_extend(ctx, 4, 32, pos_min) == Algorithm 1 (pos_min=0)
+    or its adaptive form (pos_min=-1 -> L: rows < L vanilla)."""
+    m, w, hp, dtype = tiny
+    self_extend_fn(m.lc)
+    ref = reference_logits(w, hp, dtype, group=SE_G, window=SE_W, pos_min=pos_min)
+    toks = tokens_for(hp)
+    tol = tolerance(dtype, flash_attn, kv_type)
+    se = (SE_G, SE_W, pos_min)
+    got = m.decode(toks, split=split, flash_attn=flash_attn, kv_type=kv_type, self_extend=se)
+    assert_close(got, ref, tol, "all-token logits")
+    last = m.decode(toks, split=split, flash_attn=flash_attn, kv_type=kv_type,
+                    self_extend=se, all_logits=False)
+    assert_close(last, ref[-1:], tol, "last-token logits")
+
+
+@pytest.mark.parametrize("split", ["b64", "prompt+decode"])
+@pytest.mark.parametrize("flash_attn", [True, False])
+def test_group1_bit_identical_to_stock(tiny, flash_attn, split):
+    """Self-Extend set with G = 1 (off), within L: logits bit-identical to a
+    context where it was never set."""
+    m, _, hp, _ = tiny
+    self_extend_fn(m.lc)
+    toks = tokens_for(hp, n=L)
+    stock = m.decode(toks, split=split, flash_attn=flash_attn)
+    for pos_min in (0, -1):
+        g1 = m.decode(toks, split=split, flash_attn=flash_attn, self_extend=(1, SE_W, pos_min))
+        np.testing.assert_array_equal(g1, stock)
+
+
+@pytest.mark.parametrize("split", ["b64", "prompt+decode"])
+@pytest.mark.parametrize("flash_attn", [True, False])
+def test_adaptive_within_L_bit_identical_to_stock(tiny, flash_attn, split):
+    """G = 4 with pos_min = -1 (L): a sequence within L runs plain attention,
+    bit for bit."""
+    m, _, hp, _ = tiny
+    self_extend_fn(m.lc)
+    toks = tokens_for(hp, n=L)
+    stock = m.decode(toks, split=split, flash_attn=flash_attn)
+    ad = m.decode(toks, split=split, flash_attn=flash_attn, self_extend=(SE_G, SE_W, -1))
+    np.testing.assert_array_equal(ad, stock)
+
+
+def test_set_self_extend_rejects_bad_arguments(tiny):
+    m, _, _, _ = tiny
+    fn = self_extend_fn(m.lc)
+    ctx = m.new_context()
+    try:
+        assert fn(ctx, 0, SE_W, 0) < 0       # group must be >= 1
+        assert fn(ctx, -2, SE_W, 0) < 0
+        assert fn(ctx, SE_G, -1, 0) < 0      # window must be >= 0
+        assert fn(ctx, SE_G, SE_W, 0) == 0
+        assert fn(ctx, 1, SE_W, 0) == 0      # back off
+    finally:
+        m.lc.llama_free(ctx)
