@@ -156,3 +156,18 @@ def test_neox_rope():
     for path in ("fused", "portable"):
         got = attn_eval(qs, ks, v, pos_q, pos_k, path=path, group=G, window=W, neox=True)
         assert np.abs(got - ref).max() < TOL_F16Q
+
+
+@pytest.mark.parametrize("n_kv", [1, 63, 64, 65, 129, 700])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_tiling_edges(n_kv, n_threads):
+    # lengths around the 64-key tile, a window (37) and a group (5) that cut tiles anywhere,
+    # queries in the second half only (a later micro-batch), positions with a gap
+    G, W = 5, 37
+    q, k, v, _, _ = make_case(6 + n_kv, 6, 2, 64, n_q=max(1, n_kv // 2), n_kv=n_kv)
+    pos_k = np.arange(n_kv) + np.where(np.arange(n_kv) >= n_kv // 3, 11, 0)  # a hole of 11
+    pos_q = pos_k[n_kv - q.shape[1]:]
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k)
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=G, window=W)
+    got = attn_eval(qs, ks, v, pos_q, pos_k, path="fused", group=G, window=W, n_threads=n_threads)
+    assert np.abs(got - ref).max() < TOL_FUSED
