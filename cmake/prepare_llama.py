@@ -158,12 +158,20 @@ def main() -> None:
     ap.add_argument("--sha256", required=True)
     ap.add_argument("--work", required=True, type=Path, help="folder for the pristine and patched trees")
     ap.add_argument("--patches", nargs="*", default=[], type=Path)
+    ap.add_argument("--source", type=Path, default=None,
+                    help="an unpacked, unpatched llama.cpp tree to use instead of the sdist (offline machines)")
     ap.add_argument("--pristine-only", action="store_true", help="lay out the unpatched tree only")
     args = ap.parse_args()
 
-    sdist = fetch_sdist(args.version, args.sha256)
-    pristine = args.work / "llama.cpp-pristine"
-    extract_pristine(sdist, args.sha256, pristine)
+    if args.source:
+        pristine = args.source.resolve()
+        if not (pristine / "ggml" / "include" / "ggml.h").exists():
+            sys.exit(f"se-local: {pristine} is not a llama.cpp source tree")
+        log(f"using the llama.cpp tree at {pristine} (not the verified sdist)")
+    else:
+        sdist = fetch_sdist(args.version, args.sha256)
+        pristine = args.work / "llama.cpp-pristine"
+        extract_pristine(sdist, args.sha256, pristine)
     if not args.pristine_only:
         apply_patches(pristine, args.work / "llama.cpp", sorted(args.patches, key=lambda p: p.name))
 

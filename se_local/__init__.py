@@ -1,0 +1,85 @@
+"""se-local: run GGUF models on prompts longer than their trained context, by Self-Extend.
+
+Quick start::
+
+    from se_local import Model
+
+    with Model(target_ctx=16384) as model:          # the embedded SmolLM2-135M-Instruct
+        prompt = model.apply_chat_template([{"role": "user", "content": "Tell me a story."}], tokenize=True)
+        for piece in model.generate(prompt, max_tokens=64, temperature=0):
+            print(piece, end="", flush=True)
+
+The planner and the metadata reader need no native library::
+
+    from se_local import plan, read_info
+    print(plan(8192, 32768))                        # G=11, W=1024
+
+``Model`` (and everything that loads llama.cpp) is imported on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ConfigError,
+    ContextLengthError,
+    ModelFileError,
+    NativeLibraryError,
+    PlanError,
+    PlanWarning,
+    SelfExtendError,
+    SelfExtendUnavailableWarning,
+    SeLocalError,
+)
+from .gguf_info import ModelInfo, read_info
+from .planner import Plan, plan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "ConfigError",
+    "ContextLengthError",
+    "GenerationResponse",
+    "Model",
+    "ModelFileError",
+    "ModelInfo",
+    "NativeLibraryError",
+    "Plan",
+    "PlanError",
+    "PlanWarning",
+    "SeLocalError",
+    "SelfExtendError",
+    "SelfExtendUnavailableWarning",
+    "default_model_path",
+    "plan",
+    "read_info",
+]
+
+# a library logs, the application decides where it goes
+logging.getLogger("se_local").addHandler(logging.NullHandler())
+
+_LAZY = {
+    "Model": ("se_local.model", "Model"),
+    "GenerationResponse": ("se_local.generate", "GenerationResponse"),
+    "default_model_path": ("se_local.default_model", "default_model_path"),
+}
+
+if TYPE_CHECKING:
+    from .default_model import default_model_path
+    from .generate import GenerationResponse
+    from .model import Model
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``Model`` and friends on first use (loading the native library then)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'se_local' has no attribute {name!r}")
