@@ -130,11 +130,16 @@ def apply_patches(pristine: Path, dest: Path, patches: list[Path]) -> None:
             if src.exists():
                 (work / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, work / rel)
+        if shutil.which("git"):
+            apply = ["git", "apply", "--whitespace=nowarn"]
+        elif shutil.which("patch"):
+            apply = ["patch", "-p1", "--forward", "--batch", "--quiet", "-i"]
+        else:
+            sys.exit("se-local: applying patches needs git or patch on PATH")
         for p in patches:
-            r = subprocess.run(["git", "apply", "--whitespace=nowarn", str(p)], cwd=work,
-                               capture_output=True, text=True)
+            r = subprocess.run(apply + [str(p)], cwd=work, capture_output=True, text=True)
             if r.returncode != 0:
-                sys.exit(f"se-local: patch {p.name} does not apply to llama.cpp:\n{r.stderr}")
+                sys.exit(f"se-local: patch {p.name} does not apply to llama.cpp:\n{r.stderr}{r.stdout}")
         changed = 0
         for rel in every:
             want = work / rel
