@@ -14,7 +14,14 @@ The planner and the metadata reader need no native library::
     from se_local import plan, read_info
     print(plan(8192, 32768))                        # G=11, W=1024
 
-``Model`` (and everything that loads llama.cpp) is imported on first use.
+Code written against llama-cpp-python gets Self-Extend through ``se_local.Llama``
+(a ``llama_cpp.Llama`` with a planned context)::
+
+    from se_local import Llama
+    llm = Llama("model.gguf", n_ctx=32768)   # Self-Extend beyond the trained length
+    llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}])
+
+``Model``, ``Llama``, ``ChatSession`` (everything that loads llama.cpp) are imported on first use.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     ConfigError,
     ContextLengthError,
+    GenerationCancelled,
+    MemoryLimitError,
+    ModelBusyError,
     ModelFileError,
     NativeLibraryError,
     PlanError,
@@ -40,10 +50,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "ChatSession",
     "ConfigError",
     "ContextLengthError",
+    "GenerationCancelled",
     "GenerationResponse",
+    "Llama",
+    "MemoryLimitError",
     "Model",
+    "ModelBusyError",
     "ModelFileError",
     "ModelInfo",
     "NativeLibraryError",
@@ -65,9 +80,13 @@ _LAZY = {
     "Model": ("se_local.model", "Model"),
     "GenerationResponse": ("se_local.generate", "GenerationResponse"),
     "default_model_path": ("se_local.default_model", "default_model_path"),
+    "ChatSession": ("se_local.chat", "ChatSession"),
+    "Llama": ("se_local.compat", "Llama"),
 }
 
 if TYPE_CHECKING:
+    from .chat import ChatSession
+    from .compat import Llama
     from .default_model import default_model_path
     from .generate import GenerationResponse
     from .model import Model

@@ -465,6 +465,126 @@ def _kv_table() -> Table:
 
 
 # ---------------------------------------------------------------------------
+# se-local chat and se-local serve (the work is in chat_ui.py and server.py)
+# ---------------------------------------------------------------------------
+
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option("--threads", min=1, help="CPU threads. [default: all available]", show_default=False),
+]
+GpuLayersOpt = Annotated[int, typer.Option("--gpu-layers", help="Layers to offload to the GPU; -1 = all.")]
+NoFlashAttnOpt = Annotated[bool, typer.Option("--no-flash-attn", help="Use plain attention kernels.")]
+
+
+@app.command()
+def chat(
+    model: ModelOpt = None,
+    target_ctx: TargetCtxOpt = None,
+    group: GroupOpt = None,
+    window: WindowOpt = None,
+    system: Annotated[
+        Optional[str],
+        typer.Option("--system", help="System prompt. [default: the chat template's own]", show_default=False),
+    ] = None,
+    max_tokens: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-tokens", "-n", min=1, help="Most tokens per reply. [default: until the model ends its turn]",
+            show_default=False,
+        ),
+    ] = None,
+    temp: Annotated[float, typer.Option("--temp", help="Sampling temperature; 0 = greedy.")] = 0.8,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass.")] = 0.95,
+    top_k: Annotated[int, typer.Option("--top-k", min=0, help="Top-k candidates; 0 = off.")] = 40,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="Random seed. [default: random]", show_default=False)
+    ] = None,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = 0,
+    no_flash_attn: NoFlashAttnOpt = False,
+) -> None:
+    """Chat in the terminal with the model's own chat template (/help inside lists the commands).
+
+    With stdin not a terminal, each line is a message and each reply goes to stdout.
+    """
+    from .chat_ui import run_chat  # loads the native library
+
+    status = run_chat(
+        _model_path(model),
+        target_ctx=target_ctx,
+        group=group,
+        window=window,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        flash_attn=not no_flash_attn,
+        system=system,
+        max_tokens=max_tokens,
+        temperature=temp,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+    )
+    raise typer.Exit(status)
+
+
+@app.command()
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
+    target_ctx: TargetCtxOpt = None,
+    group: GroupOpt = None,
+    window: WindowOpt = None,
+    alias: Annotated[
+        Optional[str],
+        typer.Option("--alias", help="The model's name in the API. [default: the file name]", show_default=False),
+    ] = None,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option("--api-key", help="Require this bearer token. [default: none]", show_default=False),
+    ] = None,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = 0,
+    no_flash_attn: NoFlashAttnOpt = False,
+) -> None:
+    r"""Serve the model over an OpenAI-compatible HTTP API (llama-cpp-python's server, with Self-Extend).
+
+    Needs the optional server dependencies: pip install 'se-local\[server]'.
+    """
+    from . import server
+
+    server.check_server_extra()  # before the model costs anything
+    server.check_port_free(host, port)
+    from .compat import Llama  # loads the native library
+    from .model import default_threads
+
+    n_threads = threads or default_threads()
+    with err.status("loading model…", spinner="dots"):
+        llm = Llama(
+            _model_path(model),
+            target_ctx=target_ctx,
+            group=group,
+            window=window,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            n_gpu_layers=gpu_layers,
+            flash_attn=not no_flash_attn,
+        )
+    try:
+        web_app = server.create_app(llm, model_alias=alias, api_key=api_key, host=host, port=port)
+        p: Plan = llm.plan
+        se = f"Self-Extend G={p.G} W={p.W}" if llm.self_extend_active else "plain attention"
+        err.print(
+            f"serving {escape(Path(llm.model_path).name)} (n_ctx={llm.n_ctx()}, {se}, L={p.L}) "
+            f"at http://{host}:{port}/v1 · Ctrl-C stops",
+            soft_wrap=True,
+        )
+        server.serve(web_app, host=host, port=port)
+    finally:
+        llm.close()
+
+
+# ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
 
@@ -472,9 +592,30 @@ def _kv_table() -> Table:
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point of the ``se-local`` script."""
     try:
-        app(args=argv, prog_name="se-local")
+        status = app(args=argv, prog_name="se-local", standalone_mode=False)
     except SeLocalError as e:
         if state.debug:
             raise
         err.print(f"[red]error:[/] {escape(str(e))}", soft_wrap=True)
         sys.exit(1)
+    except Exception as e:
+        if not any(c.__name__ == "ClickException" for c in type(e).__mro__):
+            raise
+        sys.exit(_usage_error(e))
+    except BaseException as e:
+        if type(e).__name__ != "Abort":  # click's Abort: Ctrl-D / EOF at a prompt
+            raise
+        err.print("[yellow]aborted[/]")
+        sys.exit(1)
+    if isinstance(status, int) and status:
+        sys.exit(status)
+
+
+def _usage_error(e: Any) -> int:
+    """Show click's usage error ``e`` as one ``error:`` line; return its exit code."""
+    ctx = getattr(e, "ctx", None)
+    if type(e).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
+        return int(getattr(e, "exit_code", 2))
+    where = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+    err.print(f"[red]error:[/] {escape(e.format_message())}{escape(where)}", soft_wrap=True)
+    return int(getattr(e, "exit_code", 2))

@@ -12,6 +12,9 @@ __all__ = [
     "SeLocalError",
     "ConfigError",
     "ContextLengthError",
+    "GenerationCancelled",
+    "MemoryLimitError",
+    "ModelBusyError",
     "ModelFileError",
     "NativeLibraryError",
     "PlanError",
@@ -39,6 +42,18 @@ class ConfigError(SeLocalError, ValueError):
 
 class ContextLengthError(SeLocalError):
     """The prompt does not fit the context the model was opened with."""
+
+
+class MemoryLimitError(SeLocalError):
+    """The context (KV cache and compute buffers) would not fit in the memory available."""
+
+
+class ModelBusyError(SeLocalError):
+    """The model is running another generation; one ``Model`` generates one thing at a time."""
+
+
+class GenerationCancelled(SeLocalError):
+    """:meth:`Model.cancel` stopped the computation (generation itself ends quietly instead)."""
 
 
 class NativeLibraryError(SeLocalError):

@@ -95,7 +95,10 @@ def read_info(path: Union[str, os.PathLike]) -> ModelInfo:
     p = Path(path).expanduser()
     _check_file(p)
     st = p.stat()
-    return _read_info(p, st.st_size, st.st_mtime_ns)
+    try:
+        return _read_info(p, st.st_size, st.st_mtime_ns)
+    except (TypeError, ValueError, OverflowError) as e:  # a value of the wrong type (a corrupt file)
+        raise ModelFileError(f"{p} is corrupt: a metadata value has the wrong type ({e})") from None
 
 
 @lru_cache(maxsize=16)
@@ -160,7 +163,7 @@ def _read_info(p: Path, file_size: int, mtime_ns: int) -> ModelInfo:
         head_dim=_int(
             p, f"{arch}.attention.key_length", get(f"{arch}.attention.key_length", n_embd // n_head)
         ),
-        vocab_size=None if vocab is None else int(vocab),
+        vocab_size=None if vocab is None else _int(p, f"{arch}.vocab_size", vocab),
         rope_freq_base=_opt_float(get(f"{arch}.rope.freq_base")),
         rope_scaling_type=get(f"{arch}.rope.scaling.type"),
         rope_scaling_factor=_opt_float(get(f"{arch}.rope.scaling.factor")),
@@ -269,6 +272,8 @@ def _parse_header(
             for _ in range(n_tensors):
                 name = c.string()
                 n_dims = c.take("I")
+                if n_dims > 4:  # GGML_MAX_DIMS; also keeps a corrupt count from multiplying for ever
+                    raise ValueError(f"tensor '{name}' has {n_dims} dimensions (at most 4)")
                 n_elements = 1
                 for _ in range(n_dims):
                     n_elements *= c.take("Q")
@@ -325,5 +330,5 @@ def _file_type_name(value: Any) -> Optional[str]:
 
     try:
         return LlamaFileType(int(value)).name
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):  # unknown, or not a number (a corrupt file)
         return str(value)

@@ -3,9 +3,12 @@
 Opening a model goes in this order, and each step can fail with a clear
 :class:`~se_local.errors.SeLocalError` before the next one costs anything:
 
-1. read the file's metadata (:func:`~se_local.gguf_info.read_info`; no weights);
+1. check the file's header for what would make llama.cpp abort the process
+   (:func:`~se_local.validate.check_model_file`), read its metadata
+   (:func:`~se_local.gguf_info.read_info`; no weights);
 2. plan the group ``G`` and window ``W`` for the target length (:func:`~se_local.planner.plan`);
-3. load the weights and create a llama.cpp context of ``plan.N`` tokens;
+3. load the weights (memory-mapped), check that the context fits in memory
+   (:func:`~se_local.memory.check_memory`), create a llama.cpp context of ``plan.N`` tokens;
 4. switch Self-Extend on when the plan says so (or warn when the library lacks it).
 
 Generation itself lives in :mod:`se_local.generate`; the methods here are the
@@ -16,17 +19,22 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import warnings
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import _lib
 from .default_model import default_model_path
+from ._abort import AbortFlag
 from .errors import (
     ConfigError,
     ContextLengthError,
+    GenerationCancelled,
+    ModelBusyError,
     ModelFileError,
+    PlanError,
     PlanWarning,
     SelfExtendError,
     SelfExtendUnavailableWarning,
@@ -34,6 +42,8 @@ from .errors import (
 )
 from .gguf_info import ModelInfo, read_info
 from .planner import Plan, plan
+from .memory import check_memory
+from .validate import check_model_file
 
 if TYPE_CHECKING:
     from .generate import GenerationResponse
@@ -87,10 +97,13 @@ class Model:
         kv_type: KV cache type, a key of :data:`KV_TYPES`; default ``"f16"``.
 
     Raises:
-        ModelFileError: the file is missing, not GGUF, or llama.cpp cannot load it.
+        ModelFileError: the file is missing, not GGUF, malformed (see :mod:`se_local.validate`),
+            or llama.cpp cannot load it.
         PlanError: no Self-Extend plan reaches ``target_ctx``.
         ConfigError: an option is out of range.
         SelfExtendError: llama.cpp refused the plan's Self-Extend parameters.
+        MemoryLimitError: the context would not fit in the memory available (checked
+            before allocating; see :mod:`se_local.memory`).
         SeLocalError: llama.cpp could not create the context (e.g. out of memory).
 
     Warns:
@@ -98,7 +111,12 @@ class Model:
         SelfExtendUnavailableWarning: the plan needs Self-Extend but the library
             lacks it; the model then runs vanilla attention beyond ``L``.
 
-    The object is not thread-safe. Close it (or use ``with``) to free native memory.
+    One model runs one generation at a time: starting another while one runs (from
+    any thread) raises :class:`~se_local.errors.ModelBusyError`; two ``Model`` objects
+    generate in parallel. :meth:`cancel` (any thread) stops the running generation
+    within one micro-batch. Native calls are serialized, so :meth:`close` from another
+    thread waits for (and cancels) the computation in flight. Close the model (or use
+    ``with``) to free native memory.
     """
 
     def __init__(
@@ -118,10 +136,15 @@ class Model:
         self._model = None
         self._ctx = None
         self._vocab = None
+        self._kv_tokens: List[int] = []  # the tokens the KV cache holds, in order (see keep_prefix)
+        self._abort = AbortFlag()  # set by cancel(); llama.cpp's compute loop polls it
+        self._busy = threading.Lock()  # held by the one generation running (see session)
+        self._native = threading.RLock()  # held during every native call on the model or context
         self.self_extend_active = False
         """Whether Self-Extend is switched on in the native context."""
 
         self.path = Path(path).expanduser() if path is not None else default_model_path()
+        check_model_file(self.path)  # what would make llama.cpp abort the process
         self._info = read_info(self.path)
         L = self._info.context_length
         self._plan = plan(L, L if target_ctx is None else target_ctx, window=window, group=group)
@@ -134,7 +157,7 @@ class Model:
         if self._plan.warning:
             warnings.warn(self._plan.warning, PlanWarning, stacklevel=2)
         try:
-            self._load(n_gpu_layers, flash_attn, KV_TYPES[kv_type])
+            self._load(n_gpu_layers, flash_attn, kv_type)
         except BaseException:
             self.close()
             raise
@@ -143,7 +166,7 @@ class Model:
     # Opening and closing
     # -----------------------------------------------------------------------
 
-    def _load(self, n_gpu_layers: int, flash_attn: bool, kv_type: int) -> None:
+    def _load(self, n_gpu_layers: int, flash_attn: bool, kv_type: str) -> None:
         _lib.backend_init()
         _lib.clear_recent_errors()
 
@@ -154,6 +177,13 @@ class Model:
             raise ModelFileError(f"llama.cpp could not load {self.path}{_why()}")
         self._model = model
         self._stack.callback(llama_cpp.llama_model_free, model)
+        # llama.cpp has checked the hyperparameters against the tensors; before it allocates
+        # the KV cache and compute buffers: MemoryLimitError with the estimate
+        n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
+        check_memory(
+            self._info, self._plan.N, n_batch=self.n_batch, kv_type=kv_type, flash_attn=flash_attn,
+            n_gpu_layers=n_gpu_layers, n_vocab=n_vocab,
+        )
 
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = self._plan.N
@@ -166,8 +196,8 @@ class Model:
             if flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
-        cparams.type_k = kv_type
-        cparams.type_v = kv_type
+        cparams.type_k = KV_TYPES[kv_type]
+        cparams.type_v = KV_TYPES[kv_type]
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             raise SeLocalError(
@@ -175,6 +205,7 @@ class Model:
             )
         self._ctx = ctx
         self._stack.callback(llama_cpp.llama_free, ctx)
+        self._abort.install(ctx)
         self._vocab = llama_cpp.llama_model_get_vocab(model)
 
         if self._plan.self_extend:
@@ -198,9 +229,16 @@ class Model:
         self.self_extend_active = True
 
     def close(self) -> None:
-        """Free the native context and model (safe to call twice, or after a failed init)."""
-        self._stack.close()
-        self._model = self._ctx = self._vocab = None
+        """Free the native context and model (safe to call twice, or after a failed init).
+
+        From another thread it cancels the computation in flight and waits for it to stop;
+        the generation there then ends with :class:`~se_local.errors.SeLocalError`
+        ("the model is closed").
+        """
+        self._abort.set()
+        with self._native:
+            self._stack.close()
+            self._model = self._ctx = self._vocab = None
 
     def __enter__(self) -> Model:
         return self
@@ -220,6 +258,40 @@ class Model:
         return f"Model({self.path.name!r}, L={p.L}, n_ctx={p.N}, self_extend={se})"
 
     # -----------------------------------------------------------------------
+    # Cancelling, and one generation at a time
+    # -----------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the generation running now, from any thread; no effect when none runs.
+
+        The prefill stops within the micro-batch being computed (llama.cpp drops that
+        micro-batch from the KV cache; the finished ones stay) and generation stops
+        before the next token; the stream then ends with ``finish_reason="cancelled"``.
+        The model stays usable.
+        """
+        if self._busy.locked():
+            self._abort.set()
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold the model for one generation (:func:`se_local.generate.stream_generate` does).
+
+        Raises:
+            ModelBusyError: another generation holds the model.
+        """
+        if not self._busy.acquire(blocking=False):
+            raise ModelBusyError(
+                f"{self.path.name} is busy with another generation; finish (or close) that one first, "
+                "or open a second Model for parallel generations"
+            )
+        self._abort.clear()
+        try:
+            yield
+        finally:
+            self._abort.clear()
+            self._busy.release()
+
+    # -----------------------------------------------------------------------
     # Properties
     # -----------------------------------------------------------------------
 
@@ -236,7 +308,8 @@ class Model:
     @property
     def n_ctx(self) -> int:
         """Tokens the context holds (llama.cpp's ``llama_n_ctx``)."""
-        return int(llama_cpp.llama_n_ctx(self._live_ctx()))
+        with self._native:
+            return int(llama_cpp.llama_n_ctx(self._live_ctx()))
 
     # -----------------------------------------------------------------------
     # Tokens
@@ -255,9 +328,10 @@ class Model:
         capacity = len(data) + 8
         while True:
             buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(
-                self._live_vocab(), data, len(data), buf, capacity, add_special, parse_special
-            )
+            with self._native:
+                n = llama_cpp.llama_tokenize(
+                    self._live_vocab(), data, len(data), buf, capacity, add_special, parse_special
+                )
             if n >= 0:
                 return list(buf[:n])
             capacity = -n
@@ -273,9 +347,10 @@ class Model:
         capacity = 8 * len(tokens) + 16
         while True:
             buf = ctypes.create_string_buffer(capacity)
-            n = llama_cpp.llama_detokenize(
-                self._live_vocab(), arr, len(tokens), buf, capacity, False, special
-            )
+            with self._native:
+                n = llama_cpp.llama_detokenize(
+                    self._live_vocab(), arr, len(tokens), buf, capacity, False, special
+                )
             if n >= 0:
                 return buf.raw[:n].decode("utf-8", errors="replace")
             capacity = -n
@@ -283,15 +358,17 @@ class Model:
     def token_bytes(self, token: int) -> bytes:
         """The bytes of one token (possibly part of a UTF-8 character); special tokens → ``b""``."""
         buf = ctypes.create_string_buffer(32)
-        n = llama_cpp.llama_token_to_piece(self._live_vocab(), token, buf, 32, 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self._live_vocab(), token, buf, -n, 0, False)
+        with self._native:
+            n = llama_cpp.llama_token_to_piece(self._live_vocab(), token, buf, 32, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._live_vocab(), token, buf, -n, 0, False)
         return buf.raw[:n]
 
     def is_eog(self, token: int) -> bool:
         """Whether ``token`` ends generation (EOS, EOT, ...)."""
-        return bool(llama_cpp.llama_vocab_is_eog(self._live_vocab(), token))
+        with self._native:
+            return bool(llama_cpp.llama_vocab_is_eog(self._live_vocab(), token))
 
     def apply_chat_template(
         self,
@@ -345,7 +422,40 @@ class Model:
 
     def reset(self) -> None:
         """Forget every token in the context (clears the KV memory)."""
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._live_ctx()), True)
+        with self._native:
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._live_ctx()), True)
+        self._kv_tokens.clear()
+
+    @property
+    def n_past(self) -> int:
+        """Tokens the context holds now (evaluated by :meth:`prefill`/:meth:`decode` since the last reset)."""
+        return len(self._kv_tokens)
+
+    def keep_prefix(self, tokens: Sequence[int]) -> int:
+        """Keep the longest prefix of ``tokens`` the context already holds; drop the rest of the cache.
+
+        The prefix is capped at ``len(tokens) - 1`` so that evaluating the remaining
+        tokens yields fresh logits. After it, prefill ``tokens[n:]`` to continue.
+
+        Args:
+            tokens: the full prompt about to be evaluated.
+
+        Returns:
+            ``n``, the number of leading tokens kept (0 = the cache was cleared).
+        """
+        cached = self._kv_tokens
+        limit = min(len(cached), len(tokens) - 1)
+        n = 0
+        while n < limit and cached[n] == tokens[n]:
+            n += 1
+        # also drops positions evaluated but not recorded (a decode interrupted by Ctrl-C)
+        with self._native:
+            kept = llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self._live_ctx()), -1, n, -1)
+        if not kept:
+            self.reset()  # this memory cannot drop a tail (recurrent models): start over
+            return 0
+        del cached[n:]
+        return n
 
     def check_fits(self, n_prompt: int, max_tokens: int = 1) -> None:
         """Raise :class:`ContextLengthError` unless ``n_prompt`` tokens plus one fit the context.
@@ -357,10 +467,17 @@ class Model:
         n_ctx = self.n_ctx
         if n_prompt > n_ctx - 1:
             want = -(-(n_prompt + max(1, max_tokens)) // 1024) * 1024
+            p = self._plan
+            now = f"Self-Extend G={p.G} W={p.W}" if p.self_extend else "no Self-Extend"
+            try:  # what the planner would choose for the larger context
+                nxt = plan(p.L, want, window=p.W if p.self_extend else None)
+                then = f" (Self-Extend then plans G={nxt.G} W={nxt.W})" if nxt.self_extend else ""
+            except PlanError:
+                then = ""
             raise ContextLengthError(
-                f"the prompt has {n_prompt} tokens but the context holds {n_ctx} "
-                f"(the prompt plus at least one generated token must fit); pass --target-ctx {want} "
-                f"(target_ctx={want}) or a shorter prompt"
+                f"the prompt has {n_prompt} tokens but the context holds {n_ctx} (L={p.L}, {now}; "
+                f"the prompt plus at least one generated token must fit); pass --target-ctx {want} "
+                f"(target_ctx={want}){then} or a shorter prompt"
             )
 
     def prefill(self, tokens: Sequence[int], progress: Optional[ProgressCallback] = None) -> None:
@@ -370,7 +487,9 @@ class Model:
             tokens: the token ids.
             progress: called as ``progress(done, total)`` after each micro-batch; default none.
 
-        Ctrl-C between micro-batches stops it; call :meth:`reset` before the next use.
+        Ctrl-C between micro-batches, or :meth:`cancel` during one
+        (:class:`~se_local.errors.GenerationCancelled`), stops it; the finished
+        micro-batches stay in the context.
         """
         total = len(tokens)
         for start in range(0, total, self.n_batch):
@@ -380,16 +499,20 @@ class Model:
 
     def decode(self, tokens: Sequence[int]) -> None:
         """Evaluate one batch of at most ``n_batch`` tokens; logits of the last one become available."""
+        if self._abort.is_set():
+            raise GenerationCancelled("cancelled")
         arr = (llama_cpp.llama_token * len(tokens))(*tokens)
-        rc = llama_cpp.llama_decode(self._live_ctx(), llama_cpp.llama_batch_get_one(arr, len(tokens)))
+        with self._native:
+            rc = llama_cpp.llama_decode(self._live_ctx(), llama_cpp.llama_batch_get_one(arr, len(tokens)))
         if rc == 1:
             raise ContextLengthError(
                 f"the context of {self.n_ctx} tokens is full; pass a larger --target-ctx"
             )
-        if rc == 2:
-            raise KeyboardInterrupt
+        if rc == 2:  # the abort callback: cancel() (llama.cpp dropped this micro-batch)
+            raise GenerationCancelled("cancelled")
         if rc != 0:
             raise SeLocalError(f"llama_decode failed with code {rc}{_why()}")
+        self._kv_tokens.extend(tokens)
 
     def make_sampler(self, *, temperature: float, top_p: float, top_k: int, seed: Optional[int]) -> Sampler:
         """A llama.cpp sampler chain: greedy if ``temperature <= 0``, else top-k → top-p → temp → dist."""
@@ -416,6 +539,17 @@ class Model:
         from .generate import generate
 
         return generate(self, prompt, **kwargs)
+
+    def chat(
+        self, messages: Sequence[Dict[str, str]], *, stream: bool = True, **kwargs
+    ) -> Union[Iterator[str], str]:
+        """Answer ``messages`` with the model's chat template, reusing the cached prefix.
+
+        See :func:`se_local.chat.chat` for the arguments and their defaults.
+        """
+        from .chat import chat
+
+        return chat(self, messages, stream=stream, **kwargs)
 
     # -----------------------------------------------------------------------
 
@@ -463,7 +597,8 @@ class Sampler:
 
     def sample(self) -> int:
         """Sample (and accept) the next token from the last evaluated position."""
-        return int(llama_cpp.llama_sampler_sample(self._chain, self._model._live_ctx(), -1))
+        with self._model._native:
+            return int(llama_cpp.llama_sampler_sample(self._chain, self._model._live_ctx(), -1))
 
     def close(self) -> None:
         """Free the chain (and the samplers in it)."""
