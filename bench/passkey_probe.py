@@ -29,6 +29,9 @@ def main():
     ap.add_argument("--flash-attn", type=int, default=1)
     ap.add_argument("--kv", choices=["f16", "f32", "q8_0"], default="f16", help="KV cache type")
     ap.add_argument("--key", default="71432")
+    ap.add_argument("--dump-logits", default=None, help=".npz with the first-step logits of each run")
+    ap.add_argument("--tokens-only", action="store_true", help="with --save-tokens: only tokenize")
+    ap.add_argument("--save-tokens", default=None, help="folder: write each prompt's token ids as .npy")
     args = ap.parse_args()
 
     lc = _lib.llama_cpp
@@ -38,11 +41,16 @@ def main():
     model = lc.llama_model_load_from_file(args.model.encode(), mp)
     vocab = lc.llama_model_get_vocab(model)
     n_vocab = lc.llama_vocab_n_tokens(vocab)
+    dumps = {}
     for blocks in args.blocks:
         for depth in [float(d) for d in args.depths.split(",")]:
             text = passkey_prompt(blocks, depth, args.key).encode()
             buf = (lc.llama_token * (len(text) + 16))()
             n = lc.llama_tokenize(vocab, text, len(text), buf, len(buf), True, False)
+            if args.save_tokens:
+                np.save(f"{args.save_tokens}/passkey_{blocks}_{depth}.npy", np.array(buf[:n], dtype=np.int32))
+                if args.tokens_only:
+                    continue
             for se in args.se or ["1:0:0"]:
                 G, W, P = (int(x) for x in se.split(":"))
                 cp = lc.llama_context_default_params()
@@ -61,8 +69,10 @@ def main():
                     assert lc.llama_decode(ctx, lc.llama_batch_get_one(arr, m)) == 0
                 t_pre = time.time() - t
                 out = b""
-                for _ in range(8):
+                for step in range(8):
                     lg = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
+                    if step == 0:
+                        dumps[f"{blocks}|{depth}|{se}"] = lg.copy()
                     tok = int(lg.argmax())
                     piece = ctypes.create_string_buffer(64)
                     k = lc.llama_token_to_piece(vocab, tok, piece, 64, 0, True)
@@ -74,6 +84,8 @@ def main():
                 print(json.dumps({"tokens": n, "depth": depth, "G": G, "W": W, "pos_min": P,
                                   "flash_attn": args.flash_attn, "kv": args.kv,
                                   "answer": ans, "ok": args.key in ans, "prefill_s": round(t_pre, 1)}), flush=True)
+    if args.dump_logits:
+        np.savez(args.dump_logits, **dumps)
 
 
 if __name__ == "__main__":
