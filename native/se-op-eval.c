@@ -13,6 +13,23 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static int     se_repeat      = 1;
+static int64_t se_best_us     = -1;
+static int64_t se_best_cpu_us = -1;
+
+void se_local_attn_set_repeat(int32_t n_repeat) {
+    se_repeat = n_repeat > 0 ? n_repeat : 1;
+}
+
+int64_t se_local_attn_best_us(void) {
+    return se_best_us;
+}
+
+int64_t se_local_attn_best_cpu_us(void) {
+    return se_best_cpu_us;
+}
 
 static int64_t se_floordiv(int64_t a, int64_t b) {
     return a >= 0 ? a/b : -((-a + b - 1)/b);
@@ -142,9 +159,19 @@ int se_local_attn_eval(
 
     struct ggml_cgraph * gf = ggml_new_graph(ctx);
     ggml_build_forward_expand(gf, res);
-    if (ggml_graph_compute_with_ctx(ctx, gf, n_threads > 0 ? n_threads : 1) != GGML_STATUS_SUCCESS) {
-        ggml_free(ctx);
-        return 4;
+    se_best_us     = -1;
+    se_best_cpu_us = -1;
+    for (int rep = 0; rep < se_repeat; ++rep) {
+        const clock_t c0 = clock();
+        const int64_t t0 = ggml_time_us();
+        if (ggml_graph_compute_with_ctx(ctx, gf, n_threads > 0 ? n_threads : 1) != GGML_STATUS_SUCCESS) {
+            ggml_free(ctx);
+            return 4;
+        }
+        const int64_t dt = ggml_time_us() - t0;
+        const int64_t dc = (int64_t) ((double) (clock() - c0)*1e6/CLOCKS_PER_SEC);
+        se_best_us     = se_best_us     < 0 || dt < se_best_us     ? dt : se_best_us;
+        se_best_cpu_us = se_best_cpu_us < 0 || dc < se_best_cpu_us ? dc : se_best_cpu_us;
     }
 
     for (int64_t h = 0; h < n_head; ++h) {

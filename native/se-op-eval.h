@@ -31,6 +31,15 @@ SE_API int se_local_attn_eval(
         int32_t n_threads,
         float * out);
 
+// Benchmark support: compute the graph of each se_local_attn_eval call n_repeat times (default 1)
+// and keep the fastest compute time, in microseconds (graph construction and input conversion
+// excluded; -1 before the first call).
+SE_API void    se_local_attn_set_repeat(int32_t n_repeat);
+SE_API int64_t se_local_attn_best_us(void);
+// The same for the process's CPU time (all threads): with n_threads = 1 it is the kernel's own
+// time, robust to other load on a shared machine.
+SE_API int64_t se_local_attn_best_cpu_us(void);
+
 #ifdef __cplusplus
 }
 #endif

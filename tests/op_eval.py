@@ -25,6 +25,12 @@ def _load():
         ip = ctypes.POINTER(ctypes.c_int32)
         f.argtypes = [fp, fp, fp, ip, ip] + [i32] * 5 + [i32, i32] + [i32, i32, i32] + [i32, i32, ctypes.c_float] + [i32, fp]
         f.restype = ctypes.c_int
+        lib.se_local_attn_set_repeat.argtypes = [ctypes.c_int32]
+        lib.se_local_attn_set_repeat.restype = None
+        lib.se_local_attn_best_us.argtypes = []
+        lib.se_local_attn_best_us.restype = ctypes.c_int64
+        lib.se_local_attn_best_cpu_us.argtypes = []
+        lib.se_local_attn_best_cpu_us.restype = ctypes.c_int64
         _lib = lib
     return _lib
 
@@ -49,3 +55,16 @@ def attn_eval(q, k, v, pos_q, pos_k, *, path, k_type="f16", group=1, window=1, p
     if rc != 0:
         raise RuntimeError(f"se_local_attn_eval failed with {rc}")
     return out
+
+
+def attn_time_us(*args, repeat=5, cpu_time=False, **kwargs):
+    """Run attn_eval with the graph computed `repeat` times; return (out, fastest compute in us).
+
+    cpu_time: the process's CPU time instead of wall time (use with n_threads=1)."""
+    lib = _load()
+    lib.se_local_attn_set_repeat(repeat)
+    try:
+        out = attn_eval(*args, **kwargs)
+        return out, int(lib.se_local_attn_best_cpu_us() if cpu_time else lib.se_local_attn_best_us())
+    finally:
+        lib.se_local_attn_set_repeat(1)
