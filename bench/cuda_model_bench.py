@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Model-level speed of Self-Extend vs stock flash attention, all layers on the GPU.
+
+A random-weight llama GGUF with Llama-3-8B attention shapes (n_embd 4096, 32 query heads,
+8 KV heads, head size 128, RoPE base 500000) and a few layers (a small FFN so that attention
+is a large share of the time) is written with the `gguf` package, then for each length N:
+prefill of N random tokens in ubatches of 512 (tok/s) and 32 single-token decode steps at
+depth N (tok/s), stock (G=1) and Self-Extend (G, W, pos_min=0), same build, same model,
+flash attention on, f16 KV cache. The KV cache size is read from llama.cpp's log.
+
+    python bench/cuda_model_bench.py --write /tmp/l3shape.gguf --lengths 4096,16384,32768,65536 \
+        --gpu-layers 99 --json bench/results/cuda_model_bench.jsonl
+"""
+
+import argparse
+import ctypes
+import json
+import logging
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+_lib = None  # se_local._lib, imported once a model is run (writing the GGUF needs no native library)
+
+
+class _Grab(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def write_model(path, n_layer, n_ff):
+    from tests.tinymodel import write_tiny_llama
+    t = time.time()
+    write_tiny_llama(path, n_ctx_train=8192, n_embd=4096, n_layer=n_layer, n_head=32, n_head_kv=8,
+                     n_ff=n_ff, n_vocab=320, rope_base=500000.0, dtype="f16", seed=0)
+    print(f"wrote {path} ({os.path.getsize(path)/1e6:.0f} MB) in {time.time() - t:.1f} s", flush=True)
+
+
+def run(model, n, se, args, grab):
+    lc = _lib.llama_cpp
+    cp = lc.llama_context_default_params()
+    cp.n_ctx = n + 64
+    cp.n_batch = cp.n_ubatch = args.ubatch
+    cp.n_threads = cp.n_threads_batch = args.threads
+    cp.flash_attn_type = 1
+    cp.type_k = cp.type_v = {"f16": 1, "q8_0": 8}[args.kv]
+    grab.lines.clear()
+    ctx = lc.llama_init_from_model(model, cp)
+    assert ctx
+    G, W = se
+    if G > 1:
+        assert _lib.set_self_extend(ctx, G, W, 0) == 0
+    kv_lines = [ln.strip() for ln in grab.lines if "llama_kv_cache: size" in ln or "KV buffer size" in ln]
+    rng = np.random.default_rng(n)
+    toks = rng.integers(3, 320, size=n + 64).astype(np.int32)
+    mem = lc.llama_get_memory(ctx)
+
+    def decode(seq):
+        arr = (lc.llama_token * len(seq))(*[int(x) for x in seq])
+        assert lc.llama_decode(ctx, lc.llama_batch_get_one(arr, len(seq))) == 0
+
+    # warm-up (kernel loading, CUDA graphs), then start over
+    decode(toks[:args.ubatch])
+    decode(toks[args.ubatch:args.ubatch + 1])
+    lc.llama_synchronize(ctx)
+    lc.llama_memory_clear(mem, True)
+
+    t = time.time()
+    for i in range(0, n, args.ubatch):
+        decode(toks[i:min(n, i + args.ubatch)])
+    lc.llama_synchronize(ctx)
+    t_pre = time.time() - t
+
+    t = time.time()
+    for i in range(args.n_gen):
+        decode(toks[n + i:n + i + 1])
+    lc.llama_synchronize(ctx)
+    t_gen = time.time() - t
+    state = lc.llama_state_get_size(ctx)
+    lc.llama_free(ctx)
+    return dict(prefill_tok_s=n / t_pre, decode_tok_s=args.n_gen / t_gen, prefill_s=t_pre, decode_s=t_gen,
+                kv_log=kv_lines, state_bytes=int(state))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-m", "--model", default=None, help="an existing GGUF (else --write)")
+    ap.add_argument("--write", default=None, help="write the random Llama-3-8B-shaped GGUF here")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--n-ff", type=int, default=2048)
+    ap.add_argument("--write-only", action="store_true")
+    ap.add_argument("--lengths", default="4096,16384,32768,65536")
+    ap.add_argument("--se", default="8:1024", help="G:W of the Self-Extend runs")
+    ap.add_argument("--gpu-layers", type=int, default=99)
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--ubatch", type=int, default=512)
+    ap.add_argument("--n-gen", type=int, default=32)
+    ap.add_argument("--kv", choices=["f16", "q8_0"], default="f16")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    path = args.model or args.write
+    if args.write and not (args.model and os.path.exists(args.model)):
+        write_model(args.write, args.layers, args.n_ff)
+    if args.write_only:
+        return
+
+    global _lib
+    from se_local import _lib as lib
+    _lib = lib
+
+    grab = _Grab()
+    logging.getLogger("se_local.llama").addHandler(grab)
+    logging.getLogger("se_local.llama").setLevel(logging.DEBUG)
+
+    lc = _lib.llama_cpp
+    _lib.backend_init()
+    mp = lc.llama_model_default_params()
+    mp.n_gpu_layers = args.gpu_layers
+    model = lc.llama_model_load_from_file(path.encode(), mp)
+    assert model
+    G, W = (int(x) for x in args.se.split(":"))
+    out = open(args.json, "a") if args.json else None
+    print(f"{'N':>6} {'mode':>8} {'prefill tok/s':>14} {'decode tok/s':>13} {'KV cache':>24}", flush=True)
+    rows = {}
+    for n in [int(x) for x in args.lengths.split(",")]:
+        for mode, se in (("stock", (1, 0)), ("se", (G, W))):
+            r = run(model, n, se, args, grab)
+            rows[(n, mode)] = r
+            kv = next((re.sub(r".*size\s*=\s*", "", ln) for ln in r["kv_log"] if "size" in ln), "?")
+            print(f"{n:>6} {mode:>8} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {kv:>24}", flush=True)
+            rec = {"mode": mode, "n_tokens": n, "G": se[0], "W": se[1], "pos_min": 0, "layers": args.layers,
+                   "n_ff": args.n_ff, "shape": "llama3-8b attention (4096, 32/8 heads, D128)", "kv_type": args.kv,
+                   "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, **r}
+            if mode == "se":
+                s = rows[(n, "stock")]
+                rec["prefill_vs_stock"] = r["prefill_tok_s"] / s["prefill_tok_s"]
+                rec["decode_vs_stock"] = r["decode_tok_s"] / s["decode_tok_s"]
+                rec["state_bytes_vs_stock"] = r["state_bytes"] / s["state_bytes"]
+                print(f"{'':>6} {'ratio':>8} {rec['prefill_vs_stock']:>14.3f} {rec['decode_vs_stock']:>13.3f}"
+                      f" {'state ' + format(rec['state_bytes_vs_stock'], '.3f'):>24}", flush=True)
+            if out:
+                out.write(json.dumps(rec) + "\n")
+                out.flush()
+    lc.llama_model_free(model)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,459 @@
+// se-backend-check: the Self-Extend flash-attention op (ggml_flash_attn_ext_set_self_extend) on a GPU backend,
+// checked against the CPU backend and timed against the stock op. Built only where ggml has a GPU backend.
+//
+//   se-backend-check check [--threads N] [--max-seconds S] [--json FILE] [--quick]
+//       random Q/K/V/positions over a grid (head sizes, GQA, K/V types, G/W, lengths up to 64k, one query and
+//       512 queries); for each case the GPU and CPU results of the SE op and, as a yardstick, of the stock op
+//   se-backend-check perf [--json FILE] [--quick]
+//       GPU time of the SE op vs the stock op (same shapes, SE off) at kv 4k/16k/32k/64k, decode and prefill
+//
+// Exit code: 0 when every check case that the GPU supports is within tolerance, 1 otherwise.
+
+#include "ggml.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+struct fa_case {
+    int       D;
+    int       n_head_kv;
+    int       gqa;
+    int       n_q;
+    int       n_kv;
+    int       ne3;         // streams
+    ggml_type type;        // K and V
+    int       G;
+    int       W;
+    int       pos_min;
+    int       mode;        // GGML_ROPE_TYPE_NORMAL or GGML_ROPE_TYPE_NEOX
+    int       pos_pattern; // 0: positions 0..n_kv-1, 1: gaps and masked cells
+    float     softcap;
+};
+
+static std::string case_name(const fa_case & c) {
+    char buf[256];
+    snprintf(buf, sizeof(buf), "D=%d hkv=%d gqa=%d nq=%d kv=%d ns=%d %s G=%d W=%d pmin=%d %s pos=%d cap=%g",
+        c.D, c.n_head_kv, c.gqa, c.n_q, c.n_kv, c.ne3, ggml_type_name(c.type), c.G, c.W, c.pos_min,
+        c.mode == GGML_ROPE_TYPE_NEOX ? "neox" : "norm", c.pos_pattern, c.softcap);
+    return buf;
+}
+
+static std::string case_json(const fa_case & c) {
+    char buf[512];
+    snprintf(buf, sizeof(buf),
+        "\"D\": %d, \"n_head_kv\": %d, \"gqa\": %d, \"n_q\": %d, \"n_kv\": %d, \"n_seq\": %d, \"type_kv\": \"%s\", "
+        "\"G\": %d, \"W\": %d, \"pos_min\": %d, \"rope\": \"%s\", \"pos_pattern\": %d, \"softcap\": %g",
+        c.D, c.n_head_kv, c.gqa, c.n_q, c.n_kv, c.ne3, ggml_type_name(c.type), c.G, c.W, c.pos_min,
+        c.mode == GGML_ROPE_TYPE_NEOX ? "neox" : "norm", c.pos_pattern, c.softcap);
+    return buf;
+}
+
+// host data of one case
+struct fa_data {
+    std::vector<float>       q;
+    std::vector<uint8_t>     k;
+    std::vector<uint8_t>     v;
+    std::vector<ggml_fp16_t> mask;
+    std::vector<int32_t>     pos_q;
+    std::vector<int32_t>     pos_k;
+};
+
+static fa_data make_data(const fa_case & c, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    fa_data d;
+    const int64_t n_head = (int64_t) c.n_head_kv*c.gqa;
+
+    // scores q.k*scale with a std of ~3: far from a uniform average, sensitive to the scores
+    d.q.resize((size_t) c.D*c.n_q*n_head*c.ne3);
+    for (float & x : d.q) {
+        x = 3.0f*nd(rng);
+    }
+    const int64_t nrows = (int64_t) c.n_kv*c.n_head_kv*c.ne3;
+    std::vector<float> tmp((size_t) nrows*c.D);
+    for (std::vector<uint8_t> * dst : {&d.k, &d.v}) {
+        for (float & x : tmp) {
+            x = nd(rng);
+        }
+        dst->resize(ggml_row_size(c.type, c.D)*nrows);
+        ggml_quantize_chunk(c.type, tmp.data(), dst->data(), 0, nrows, c.D, nullptr);
+    }
+
+    d.pos_k.resize((size_t) c.n_kv*c.ne3);
+    d.pos_q.resize((size_t) c.n_q*c.ne3);
+    d.mask.resize((size_t) c.n_kv*c.n_q*c.ne3);
+    const ggml_fp16_t zero = ggml_fp32_to_fp16(0.0f);
+    const ggml_fp16_t ninf = ggml_fp32_to_fp16(-INFINITY);
+    for (int s = 0; s < c.ne3; ++s) {
+        int32_t * pk = d.pos_k.data() + (size_t) s*c.n_kv;
+        int32_t * pq = d.pos_q.data() + (size_t) s*c.n_q;
+        const int off = 777*s;
+        for (int j = 0; j < c.n_kv; ++j) {
+            pk[j] = off + (c.pos_pattern == 1 ? j + j/7 : j);
+        }
+        for (int i = 0; i < c.n_q; ++i) {
+            pq[i] = pk[c.n_kv - c.n_q + i];
+        }
+        for (int i = 0; i < c.n_q; ++i) {
+            ggml_fp16_t * m = d.mask.data() + ((size_t) s*c.n_q + i)*c.n_kv;
+            for (int j = 0; j < c.n_kv; ++j) {
+                bool visible = pk[j] <= pq[i];
+                if (c.pos_pattern == 1 && j % 13 == 5 && j < c.n_kv - c.n_q) {
+                    visible = false; // an empty cell
+                }
+                m[j] = visible ? zero : ninf;
+            }
+        }
+    }
+    return d;
+}
+
+struct fa_graph {
+    ggml_context *          ctx = nullptr;
+    ggml_cgraph *           gf  = nullptr;
+    ggml_backend_buffer_t   buf = nullptr;
+    std::vector<ggml_tensor *> outs;
+
+    ~fa_graph() {
+        if (buf) {
+            ggml_backend_buffer_free(buf);
+        }
+        if (ctx) {
+            ggml_free(ctx);
+        }
+    }
+};
+
+// n_rep copies of the op on the same inputs (timing); returns false if the backend cannot run the op
+static bool build_graph(fa_graph & g, const fa_case & c, const fa_data & d, bool se, int n_rep, ggml_backend_t backend) {
+    const size_t mem = ggml_tensor_overhead()*(16 + n_rep) + ggml_graph_overhead_custom(GGML_DEFAULT_GRAPH_SIZE, false);
+    ggml_init_params ip = { mem, nullptr, true };
+    g.ctx = ggml_init(ip);
+    const int64_t n_head = (int64_t) c.n_head_kv*c.gqa;
+
+    ggml_tensor * q  = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, c.D, c.n_q,  n_head,      c.ne3);
+    ggml_tensor * k  = ggml_new_tensor_4d(g.ctx, c.type,        c.D, c.n_kv, c.n_head_kv, c.ne3);
+    ggml_tensor * v  = ggml_new_tensor_4d(g.ctx, c.type,        c.D, c.n_kv, c.n_head_kv, c.ne3);
+    ggml_tensor * m  = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F16, c.n_kv, c.n_q, 1, c.ne3);
+    ggml_tensor * pq = ggml_new_tensor_2d(g.ctx, GGML_TYPE_I32, c.n_q,  c.ne3);
+    ggml_tensor * pk = ggml_new_tensor_2d(g.ctx, GGML_TYPE_I32, c.n_kv, c.ne3);
+
+    g.gf = ggml_new_graph(g.ctx);
+    for (int r = 0; r < n_rep; ++r) {
+        ggml_tensor * out = ggml_flash_attn_ext(g.ctx, q, k, v, m, 1.0f/sqrtf((float) c.D), 0.0f, c.softcap);
+        ggml_prec_set_acc(out, GGML_PREC_F32);
+        if (se) {
+            ggml_flash_attn_ext_set_self_extend(out, pq, pk, nullptr, c.G, c.W, c.pos_min, c.D, c.mode, 10000.0f, 1.0f);
+        }
+        if (!ggml_backend_supports_op(backend, out)) {
+            return false;
+        }
+        ggml_build_forward_expand(g.gf, out);
+        g.outs.push_back(out);
+    }
+
+    g.buf = ggml_backend_alloc_ctx_tensors(g.ctx, backend);
+    if (!g.buf) {
+        fprintf(stderr, "allocation failed: %s\n", case_name(c).c_str());
+        return false;
+    }
+    ggml_backend_tensor_set(q,  d.q.data(),     0, ggml_nbytes(q));
+    ggml_backend_tensor_set(k,  d.k.data(),     0, ggml_nbytes(k));
+    ggml_backend_tensor_set(v,  d.v.data(),     0, ggml_nbytes(v));
+    ggml_backend_tensor_set(m,  d.mask.data(),  0, ggml_nbytes(m));
+    ggml_backend_tensor_set(pq, d.pos_q.data(), 0, ggml_nbytes(pq));
+    ggml_backend_tensor_set(pk, d.pos_k.data(), 0, ggml_nbytes(pk));
+    return true;
+}
+
+static std::vector<float> run_once(const fa_case & c, const fa_data & d, bool se, ggml_backend_t backend, bool * ok) {
+    fa_graph g;
+    *ok = build_graph(g, c, d, se, 1, backend);
+    if (!*ok) {
+        return {};
+    }
+    // poison the output
+    std::vector<float> out(ggml_nelements(g.outs[0]), NAN);
+    ggml_backend_tensor_set(g.outs[0], out.data(), 0, ggml_nbytes(g.outs[0]));
+    if (ggml_backend_graph_compute(backend, g.gf) != GGML_STATUS_SUCCESS) {
+        *ok = false;
+        return {};
+    }
+    ggml_backend_tensor_get(g.outs[0], out.data(), 0, ggml_nbytes(g.outs[0]));
+    return out;
+}
+
+struct cmp_result {
+    double max_abs = 0.0;
+    double rel_l2  = 0.0;
+    int64_t n_bad  = 0; // NaN/inf in the tested output
+};
+
+static cmp_result compare(const std::vector<float> & a, const std::vector<float> & ref) {
+    cmp_result r;
+    double num = 0.0;
+    double den = 0.0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        if (!std::isfinite(a[i])) {
+            r.n_bad++;
+            continue;
+        }
+        const double e = (double) a[i] - ref[i];
+        r.max_abs = std::max(r.max_abs, std::fabs(e));
+        num += e*e;
+        den += (double) ref[i]*ref[i];
+    }
+    r.rel_l2 = den > 0 ? sqrt(num/den) : sqrt(num);
+    return r;
+}
+
+static double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+static std::vector<fa_case> check_cases(bool quick) {
+    std::vector<fa_case> cs;
+    const ggml_type F16 = GGML_TYPE_F16;
+    const ggml_type Q8  = GGML_TYPE_Q8_0;
+    const int NORM = GGML_ROPE_TYPE_NORMAL;
+    const int NEOX = GGML_ROPE_TYPE_NEOX;
+    //                 D  hkv gqa  nq    kv  ns type  G     W  pmin  mode pat cap
+    // decode (one query): the vec kernel
+    for (int kv : {1000, 4096, 16384, 65536}) {
+        cs.push_back({128, 2, 4,   1,   kv, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
+        cs.push_back({ 64, 3, 3,   1,   kv, 1, F16,  6, 1024,    0, NORM, 0, 0.0f});
+        cs.push_back({128, 2, 4,   1,   kv, 1, Q8,  12, 1024,    0, NORM, 0, 0.0f});
+    }
+    cs.push_back({128, 2, 1,   1, 16384, 1, F16,  4,   64,    0, NORM, 1, 0.0f});
+    cs.push_back({ 64, 2, 4,   1, 16384, 1, F16,  8,  512,    0, NEOX, 0, 0.0f});
+    cs.push_back({128, 2, 2,   1, 16384, 2, F16,  6, 1024,    0, NORM, 1, 0.0f});
+    cs.push_back({ 64, 3, 3,   1, 16384, 1, Q8,   6, 1024,    0, NORM, 0, 0.0f});
+    cs.push_back({128, 2, 8,   1, 16384, 1, F16,  8, 1024, 8192, NORM, 0, 0.0f});
+    cs.push_back({128, 2, 4,   1, 16384, 1, F16,  8, 1024, 20000, NORM, 0, 0.0f}); // pos_min above every query: plain
+    cs.push_back({128, 2, 4,   1, 16384, 1, F16,  8, 1024,    0, NORM, 0, 30.0f});
+    // batches of queries: the mma kernel
+    for (int kv : {1000, 4096, 16384}) {
+        cs.push_back({128, 2, 4, 512,   kv, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
+        cs.push_back({ 64, 3, 3, 512,   kv, 1, F16,  6, 1024,    0, NORM, 0, 0.0f});
+    }
+    cs.push_back({128, 2, 1, 512, 16384, 1, F16,  4,   64,    0, NORM, 1, 0.0f});
+    cs.push_back({ 64, 2, 4, 512, 16384, 1, F16, 12, 1024,    0, NEOX, 0, 0.0f});
+    cs.push_back({128, 2, 4, 512, 16384, 1, Q8,   8, 1024,    0, NORM, 0, 0.0f});
+    cs.push_back({128, 2, 2, 512, 16384, 2, F16,  6, 1024,    0, NORM, 1, 0.0f});
+    cs.push_back({128, 2, 4, 512, 16384, 1, F16,  8, 1024, 15900, NORM, 0, 0.0f}); // pos_min inside the batch
+    cs.push_back({128, 2, 4,   7, 16384, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
+    cs.push_back({ 64, 3, 3,  77,  5000, 1, F16,  6,  100,    0, NORM, 1, 0.0f});
+    cs.push_back({128, 2, 4, 512, 16384, 1, F16,  8, 1024,    0, NORM, 0, 30.0f});
+    cs.push_back({128, 2, 4, 512,  4096, 1, F16,  1, 1024,    0, NORM, 0, 0.0f}); // G = 1: grouped == neighbor
+    cs.push_back({128, 2, 4, 512, 16384, 1, F16,  8, 1 << 20, 0, NORM, 0, 0.0f}); // W > kv: all neighbor
+    cs.push_back({128, 2, 4,   1, 16384, 1, F16,  1, 1024,    0, NORM, 0, 0.0f}); // G = 1, one query
+    if (!quick) {
+        cs.push_back({128, 2, 4, 512, 65536, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
+        cs.push_back({ 64, 3, 3, 512, 65536, 1, F16, 12, 1024,    0, NORM, 0, 0.0f});
+        cs.push_back({128, 2, 4, 512, 65536, 1, Q8,  16, 1024,    0, NORM, 0, 0.0f});
+    }
+    return cs;
+}
+
+static int cmd_check(ggml_backend_t gpu, ggml_backend_t cpu, FILE * json, double max_seconds, bool quick) {
+    const double t_start = now_s();
+    int n_fail = 0;
+    int n_pass = 0;
+    int n_skip = 0;
+    double worst_max_abs = 0.0;
+    double worst_rel = 0.0;
+    printf("%-100s %10s %10s %10s %10s %10s %6s\n", "case", "se_maxabs", "se_rel", "stk_maxabs", "stk_rel", "effect", "result");
+    uint32_t seed = 1;
+    for (const fa_case & c : check_cases(quick)) {
+        if (now_s() - t_start > max_seconds) {
+            printf("time budget of %.0f s used, stopping\n", max_seconds);
+            break;
+        }
+        const double t0 = now_s();
+        const fa_data d = make_data(c, seed++);
+        bool ok_gpu = false;
+        bool ok_cpu = false;
+        const std::vector<float> se_gpu = run_once(c, d, true, gpu, &ok_gpu);
+        if (!ok_gpu) {
+            printf("%-100s %s\n", case_name(c).c_str(), "not supported on the GPU backend (falls back)");
+            if (json) {
+                fprintf(json, "{\"mode\": \"check\", %s, \"supported\": false}\n", case_json(c).c_str());
+            }
+            n_skip++;
+            continue;
+        }
+        const std::vector<float> se_cpu = run_once(c, d, true, cpu, &ok_cpu);
+        GGML_ASSERT(ok_cpu);
+        bool ok_stk_gpu = false;
+        bool ok_stk_cpu = false;
+        const std::vector<float> st_gpu = run_once(c, d, false, gpu, &ok_stk_gpu);
+        const std::vector<float> st_cpu = run_once(c, d, false, cpu, &ok_stk_cpu);
+
+        const cmp_result r  = compare(se_gpu, se_cpu);
+        cmp_result rs;
+        if (ok_stk_gpu && ok_stk_cpu) {
+            rs = compare(st_gpu, st_cpu);
+        }
+        const cmp_result eff = compare(st_cpu, se_cpu); // how much Self-Extend changes the result
+        // tolerance: the order of the stock GPU kernel's own deviation from the CPU
+        const bool pass = r.n_bad == 0 && r.rel_l2 < 1e-2 && r.max_abs < 5e-2;
+        pass ? n_pass++ : n_fail++;
+        worst_max_abs = std::max(worst_max_abs, r.max_abs);
+        worst_rel     = std::max(worst_rel, r.rel_l2);
+        printf("%-100s %10.2e %10.2e %10.2e %10.2e %10.2e %6s  (%.1f s)\n", case_name(c).c_str(), r.max_abs, r.rel_l2,
+            rs.max_abs, rs.rel_l2, eff.rel_l2, pass ? "ok" : (r.n_bad ? "NAN" : "FAIL"), now_s() - t0);
+        fflush(stdout);
+        if (json) {
+            fprintf(json, "{\"mode\": \"check\", %s, \"supported\": true, \"se_max_abs\": %.3e, \"se_rel_l2\": %.3e, "
+                "\"se_nonfinite\": %" PRId64 ", \"stock_max_abs\": %.3e, \"stock_rel_l2\": %.3e, \"se_effect_rel_l2\": %.3e, \"pass\": %s}\n",
+                case_json(c).c_str(), r.max_abs, r.rel_l2, r.n_bad, rs.max_abs, rs.rel_l2, eff.rel_l2, pass ? "true" : "false");
+            fflush(json);
+        }
+    }
+    printf("check: %d ok, %d failed, %d not supported (CPU fallback); worst max abs error %.3e, worst rel L2 %.3e\n",
+        n_pass, n_fail, n_skip, worst_max_abs, worst_rel);
+    if (json) {
+        fprintf(json, "{\"mode\": \"check_summary\", \"ok\": %d, \"failed\": %d, \"unsupported\": %d, \"worst_max_abs\": %.3e, \"worst_rel_l2\": %.3e}\n",
+            n_pass, n_fail, n_skip, worst_max_abs, worst_rel);
+    }
+    return n_fail == 0 ? 0 : 1;
+}
+
+// seconds per op: n_rep copies of the op in one graph, best of n_iter graph computes
+static double time_op(const fa_case & c, const fa_data & d, bool se, ggml_backend_t backend, int n_rep, int n_iter) {
+    fa_graph g;
+    if (!build_graph(g, c, d, se, n_rep, backend)) {
+        return -1.0;
+    }
+    if (ggml_backend_graph_compute(backend, g.gf) != GGML_STATUS_SUCCESS) { // warm-up
+        return -1.0;
+    }
+    ggml_backend_synchronize(backend);
+    double best = 1e30;
+    for (int it = 0; it < n_iter; ++it) {
+        const double t0 = now_s();
+        ggml_backend_graph_compute(backend, g.gf);
+        ggml_backend_synchronize(backend);
+        best = std::min(best, now_s() - t0);
+    }
+    return best/n_rep;
+}
+
+static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
+    const char * dev = ggml_backend_dev_description(ggml_backend_get_device(gpu));
+    printf("%-34s %5s %6s %8s %-8s %11s %11s %7s %11s %7s\n", "shape", "n_q", "kv", "type", "G/W", "stock_us", "se_us",
+        "ratio", "se_nbr_us", "ratio");
+    struct shape { const char * name; int D, hkv, gqa; };
+    const shape shapes[] = {
+        {"llama3-8b (D128, 32/8 heads)", 128, 8, 4},
+        {"smollm2 (D64, 9/3 heads)",      64, 3, 3},
+    };
+    std::vector<int> kvs = {4096, 16384, 32768, 65536};
+    if (quick) {
+        kvs = {4096, 32768};
+    }
+    for (const shape & s : shapes) {
+        for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_Q8_0}) {
+            if (type == GGML_TYPE_Q8_0 && s.D != 128) {
+                continue;
+            }
+            for (int n_q : {1, 512, 4096}) {
+                if (n_q == 4096 && (s.D != 128 || type != GGML_TYPE_F16)) {
+                    continue;
+                }
+                for (int kv : kvs) {
+                    if (n_q == 4096 && kv != 32768) {
+                        continue;
+                    }
+                    fa_case c = {s.D, s.hkv, s.gqa, n_q, kv, 1, type, 8, 1024, 0, GGML_ROPE_TYPE_NORMAL, 0, 0.0f};
+                    const fa_data d = make_data(c, 1234);
+                    const int n_rep  = n_q == 1 ? 50 : (n_q == 512 ? 8 : 2);
+                    const int n_iter = 5;
+                    const double t_stock = time_op(c, d, false, gpu, n_rep, n_iter);
+                    const double t_se    = time_op(c, d, true,  gpu, n_rep, n_iter);
+                    // SE kernel with every score a neighbor score (W > kv): its cost without the re-rotation
+                    fa_case cn = c;
+                    cn.W = kv + 1;
+                    const double t_nbr = time_op(cn, d, true, gpu, n_rep, n_iter);
+                    const double ratio     = t_se  > 0 ? t_stock/t_se  : 0.0;
+                    const double ratio_nbr = t_nbr > 0 ? t_stock/t_nbr : 0.0;
+                    printf("%-34s %5d %6d %8s %3d/%-4d %11.1f %11.1f %7.3f %11.1f %7.3f\n", s.name, n_q, kv, ggml_type_name(type),
+                        c.G, c.W, t_stock*1e6, t_se*1e6, ratio, t_nbr*1e6, ratio_nbr);
+                    fflush(stdout);
+                    if (json) {
+                        fprintf(json, "{\"mode\": \"perf\", \"device\": \"%s\", \"shape\": \"%s\", %s, \"stock_us\": %.2f, \"se_us\": %.2f, "
+                            "\"se_vs_stock\": %.4f, \"se_all_neighbor_us\": %.2f, \"se_all_neighbor_vs_stock\": %.4f, \"n_rep\": %d}\n",
+                            dev, s.name, case_json(c).c_str(), t_stock*1e6, t_se*1e6, ratio, t_nbr*1e6, ratio_nbr, n_rep);
+                        fflush(json);
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char ** argv) {
+    if (argc < 2 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "perf") != 0)) {
+        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick]\n", argv[0]);
+        return 2;
+    }
+    int n_threads = 16;
+    double max_seconds = 1e9;
+    const char * json_path = nullptr;
+    bool quick = false;
+    for (int i = 2; i < argc; ++i) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            n_threads = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--max-seconds") && i + 1 < argc) {
+            max_seconds = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+            json_path = argv[++i];
+        } else if (!strcmp(argv[i], "--quick")) {
+            quick = true;
+        } else {
+            fprintf(stderr, "unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+
+    ggml_backend_load_all();
+    // SE_CHECK_CPU_AS_GPU=1: test the harness itself on a machine without a GPU (a second CPU backend)
+    const char * cpu_as_gpu = getenv("SE_CHECK_CPU_AS_GPU");
+    ggml_backend_t gpu = cpu_as_gpu && atoi(cpu_as_gpu) ? ggml_backend_cpu_init()
+                                                         : ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_GPU, nullptr);
+    if (cpu_as_gpu && atoi(cpu_as_gpu)) {
+        ggml_backend_cpu_set_n_threads(gpu, n_threads);
+    }
+    if (!gpu) {
+        fprintf(stderr, "no GPU backend\n");
+        return 2;
+    }
+    ggml_backend_t cpu = ggml_backend_cpu_init();
+    ggml_backend_cpu_set_n_threads(cpu, n_threads);
+    printf("GPU backend: %s (%s)\n", ggml_backend_name(gpu), ggml_backend_dev_description(ggml_backend_get_device(gpu)));
+
+    FILE * json = json_path ? fopen(json_path, "a") : nullptr;
+    int rc = 0;
+    if (!strcmp(argv[1], "check")) {
+        rc = cmd_check(gpu, cpu, json, max_seconds, quick);
+    } else {
+        rc = cmd_perf(gpu, json, quick);
+    }
+    if (json) {
+        fclose(json);
+    }
+    ggml_backend_free(cpu);
+    ggml_backend_free(gpu);
+    return rc;
+}
