@@ -585,6 +585,199 @@ def serve(
 
 
 # ---------------------------------------------------------------------------
+# se-local eval passkey|ppl and se-local bench (the work is in se_local/eval/)
+# ---------------------------------------------------------------------------
+
+eval_app = typer.Typer(
+    name="eval",
+    help="Evaluate long-context methods on one model: passkey retrieval, perplexity.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(eval_app, name="eval")
+
+_METHODS_HELP = "Methods, comma-separated: se, vanilla, grp-attn, yarn, linear (or all)."
+
+
+def _token_counts(text: str, what: str, zero: bool = False) -> List[int]:
+    try:
+        values = [0 if zero and t.strip() == "0" else parse_token_count(t) for t in text.split(",") if t.strip()]
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=what) from None
+    if not values:
+        raise typer.BadParameter("give at least one length", param_hint=what)
+    return values
+
+
+def _depth_list(text: str) -> List[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a list of numbers (0.1,0.5,0.9)", param_hint="--depths") from None
+    if not values or any(not 0.0 <= d <= 1.0 for d in values):
+        raise typer.BadParameter("depths must be within 0..1", param_hint="--depths")
+    return values
+
+
+def _methods(text: str) -> List[str]:
+    from .eval.methods import parse_methods
+
+    try:
+        return parse_methods(text)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--method") from None
+
+
+class _RunProgress:
+    """A transient rich progress bar on stderr: runs, and the tokens of the current prefill."""
+
+    def __init__(self, what: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+        self._runs = self._p.add_task(what, total=None)
+        self._tokens = self._p.add_task("prefill", total=None, visible=False)
+
+    def __enter__(self) -> _RunProgress:
+        self._p.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._p.stop()
+
+    def runs(self, done: int, total: int, what: str) -> None:
+        self._p.update(self._runs, completed=done, total=total, description=escape(what))
+        self._p.update(self._tokens, visible=False)
+
+    def tokens(self, done: int, total: int) -> None:
+        self._p.update(self._tokens, completed=done, total=total, visible=done < total)
+
+
+EvalOutOpt = Annotated[
+    Path, typer.Option("--out", help="Folder for the JSON results and the PNG figures; runs already there are skipped.")
+]
+
+
+@eval_app.command("passkey")
+def eval_passkey(
+    model: ModelOpt = None,
+    lengths: Annotated[str, typer.Option("--lengths", help="Context lengths, comma-separated (8k,16k,32k).")] = "8k,16k",
+    depths: Annotated[str, typer.Option("--depths", help="Key depths within the filler, 0..1.")] = "0.1,0.3,0.5,0.7,0.9",
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Random keys per length and depth.")] = 1,
+    method: Annotated[str, typer.Option("--method", help=_METHODS_HELP)] = "se,vanilla",
+    group: GroupOpt = None,
+    window: WindowOpt = None,
+    out_dir: EvalOutOpt = Path("se-local-eval"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random keys.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens of the answer.")] = 8,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = 0,
+    no_flash_attn: NoFlashAttnOpt = False,
+) -> None:
+    """Passkey retrieval by length x depth for each method: table, passkey.json, a heatmap PNG per method."""
+    from .eval import passkey as pk
+    from .eval.plot import passkey_heatmaps
+
+    cfg = pk.PasskeyConfig(
+        model=str(model) if model else None, lengths=_token_counts(lengths, "--lengths"),
+        depths=_depth_list(depths), trials=trials, methods=_methods(method), group=group, window=window,
+        threads=threads, gpu_layers=gpu_layers, flash_attn=not no_flash_attn, seed=seed,
+        max_new_tokens=max_new_tokens,
+    )
+    with _RunProgress("passkey") as bar:
+        data = pk.run_passkey(cfg, out_dir, progress=bar.runs, prefill_progress=bar.tokens)
+    out.print(pk.summary_table(data, cfg.methods))
+    pngs = passkey_heatmaps(data, out_dir, cfg.methods)
+    err.print(f"wrote {escape(str(out_dir / pk.RESULTS_FILE))} and {', '.join(escape(p.name) for p in pngs)}",
+              soft_wrap=True)
+
+
+@eval_app.command("ppl")
+def eval_ppl(
+    model: ModelOpt = None,
+    file: Annotated[
+        Optional[Path],
+        typer.Option("--file", "-f", help="Text to score. [default: the licence texts of /usr/share/common-licenses]",
+                     show_default=False),
+    ] = None,
+    lengths: Annotated[str, typer.Option("--lengths", help="Window lengths, comma-separated.")] = "4k,8k,16k,32k",
+    method: Annotated[str, typer.Option("--method", help=_METHODS_HELP)] = "se,vanilla",
+    windows: Annotated[
+        Optional[int],
+        typer.Option("--windows", min=1, help="Score only the first K windows of each length. [default: all]",
+                     show_default=False),
+    ] = None,
+    group: GroupOpt = None,
+    window: WindowOpt = None,
+    out_dir: EvalOutOpt = Path("se-local-eval"),
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = 0,
+    no_flash_attn: NoFlashAttnOpt = False,
+) -> None:
+    """Perplexity by window length for each method (llama-perplexity's protocol): table, ppl.json, ppl.png."""
+    from .eval import ppl
+    from .eval.plot import ppl_plot
+
+    cfg = ppl.PplConfig(
+        model=str(model) if model else None, file=str(file) if file else None,
+        lengths=_token_counts(lengths, "--lengths"), methods=_methods(method), windows=windows, group=group,
+        window=window, threads=threads, gpu_layers=gpu_layers, flash_attn=not no_flash_attn,
+    )
+    with _RunProgress("ppl") as bar:
+        data = ppl.run_ppl(cfg, out_dir, progress=bar.runs, window_progress=bar.tokens)
+    for n in data.get("skipped_lengths", []):
+        _warn(f"the text has {data['text']['tokens']} tokens, fewer than one window of {n}: length {n} skipped")
+    out.print(ppl.summary_table(data))
+    png = ppl_plot(data, out_dir / "ppl.png")
+    err.print(f"wrote {escape(str(out_dir / ppl.RESULTS_FILE))} and {escape(png.name)}", soft_wrap=True)
+
+
+@app.command()
+def bench(
+    model: ModelOpt = None,
+    ctx: Annotated[str, typer.Option("--ctx", help="Depths (tokens already in the cache), comma-separated.")] = "4k,16k",
+    variants: Annotated[
+        str, typer.Option("--variants", help="Of se (fused), se-nofa (portable), fa (stock), nofa (stock, flash off).")
+    ] = "se,fa,nofa",
+    gpu_layers: GpuLayersOpt = 0,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Measurements of each, round-robin.")] = 3,
+    threads: ThreadsOpt = None,
+    lib: Annotated[
+        Optional[List[Path]],
+        typer.Option("--lib", help="Another llama.cpp library folder to measure (e.g. a stock build); repeatable."),
+    ] = None,
+    chunk: Annotated[int, typer.Option("--chunk", min=1, help="Prefill micro-batch timed at each depth.")] = 512,
+    gen: Annotated[int, typer.Option("--gen", min=1, help="Tokens decoded one by one at each depth.")] = 32,
+    group: GroupOpt = None,
+    window: WindowOpt = None,
+    pos_min: Annotated[
+        int, typer.Option("--pos-min", help="Self-Extend for queries at positions >= this; -1 = from L (adaptive).")
+    ] = 0,
+    out_file: Annotated[Path, typer.Option("--out", help="JSON results file.")] = Path("se-local-bench.json"),
+    no_streaming: Annotated[
+        bool, typer.Option("--no-streaming", help="Skip the Model.generate vs raw decode loop measurement.")
+    ] = False,
+) -> None:
+    """Prefill and decode tok/s at depth: Self-Extend vs stock attention of the same build, and other builds."""
+    from .eval import bench as b
+
+    cfg = b.BenchConfig(
+        model=str(model) if model else None, depths=_token_counts(ctx, "--ctx", zero=True),
+        variants=[v.strip() for v in variants.split(",") if v.strip()], repeat=repeat, chunk=chunk, gen=gen,
+        threads=threads, gpu_layers=gpu_layers, group=group, window=window, pos_min=pos_min,
+        libs=[str(p) for p in lib or []], streaming=not no_streaming,
+    )
+    with _RunProgress("bench") as bar:
+        result = b.run_bench(cfg, progress=bar.runs, out_path=out_file)
+    out.print(b.summary_table(result))
+    line = b.streaming_line(result)
+    if line:
+        out.print(escape(line), soft_wrap=True)
+    err.print(f"wrote {escape(str(out_file))}", soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
 
