@@ -728,6 +728,8 @@ def eval_ppl(
         data = ppl.run_ppl(cfg, out_dir, progress=bar.runs, window_progress=bar.tokens)
     for n in data.get("skipped_lengths", []):
         _warn(f"the text has {data['text']['tokens']} tokens, fewer than one window of {n}: length {n} skipped")
+    if not data["results"]:
+        raise ConfigError("nothing was scored: every length is longer than the text")
     out.print(ppl.summary_table(data))
     png = ppl_plot(data, out_dir / "ppl.png")
     err.print(f"wrote {escape(str(out_dir / ppl.RESULTS_FILE))} and {escape(png.name)}", soft_wrap=True)

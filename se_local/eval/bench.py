@@ -28,7 +28,8 @@ A library without the Self-Extend patch measures only ``fa``/``nofa``.
 
 Also the Python streaming overhead: tokens per second of ``Model.stream_generate``
 (greedy) against a raw ``llama_decode`` + greedy sampler loop in the same process, on
-the same short prompt, for the same number of tokens.
+the same short prompt, for the same number of tokens, after one untimed warm-up round of
+each.
 
 Token ids of the prompts are pseudo-random (seeded) ordinary vocabulary ids: speed does
 not depend on the text.
