@@ -6,6 +6,7 @@
 //       512 queries); for each case the GPU and CPU results of the SE op and, as a yardstick, of the stock op
 //   se-backend-check perf [--json FILE] [--quick]
 //       GPU time of the SE op vs the stock op (same shapes, SE off) at kv 4k/16k/32k/64k, decode and prefill
+//   --only decode|batch: only the cases with one query (decode) or with several (check and perf)
 //
 // Exit code: 0 when every check case that the GPU supports is within tolerance, 1 otherwise.
 
@@ -39,6 +40,12 @@ struct fa_case {
     int       pos_pattern; // 0: positions 0..n_kv-1, 1: gaps and masked cells
     float     softcap;
 };
+
+static int g_only = 0; // 0: all cases, 1: one query only, 2: several queries only
+
+static bool case_selected(const fa_case & c) {
+    return g_only == 0 || (g_only == 1) == (c.n_q == 1);
+}
 
 static std::string case_name(const fa_case & c) {
     char buf[256];
@@ -236,6 +243,7 @@ static std::vector<fa_case> check_cases(bool quick) {
     }
     cs.push_back({128, 2, 1,   1, 16384, 1, F16,  4,   64,    0, NORM, 1, 0.0f});
     cs.push_back({ 64, 2, 4,   1, 16384, 1, F16,  8,  512,    0, NEOX, 0, 0.0f});
+    cs.push_back({128, 2, 4,   1, 16384, 1, F16,  8,  512,    0, NEOX, 1, 0.0f});
     cs.push_back({128, 2, 2,   1, 16384, 2, F16,  6, 1024,    0, NORM, 1, 0.0f});
     cs.push_back({ 64, 3, 3,   1, 16384, 1, Q8,   6, 1024,    0, NORM, 0, 0.0f});
     cs.push_back({128, 2, 8,   1, 16384, 1, F16,  8, 1024, 8192, NORM, 0, 0.0f});
@@ -275,6 +283,9 @@ static int cmd_check(ggml_backend_t gpu, ggml_backend_t cpu, FILE * json, double
     printf("%-100s %10s %10s %10s %10s %10s %6s\n", "case", "se_maxabs", "se_rel", "stk_maxabs", "stk_rel", "effect", "result");
     uint32_t seed = 1;
     for (const fa_case & c : check_cases(quick)) {
+        if (!case_selected(c)) {
+            continue;
+        }
         if (now_s() - t_start > max_seconds) {
             printf("time budget of %.0f s used, stopping\n", max_seconds);
             break;
@@ -376,6 +387,9 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
                         continue;
                     }
                     fa_case c = {s.D, s.hkv, s.gqa, n_q, kv, 1, type, 8, 1024, 0, GGML_ROPE_TYPE_NORMAL, 0, 0.0f};
+                    if (!case_selected(c)) {
+                        continue;
+                    }
                     const fa_data d = make_data(c, 1234);
                     const int n_rep  = n_q == 1 ? 50 : (n_q == 512 ? 8 : 2);
                     const int n_iter = 5;
@@ -405,7 +419,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
 
 int main(int argc, char ** argv) {
     if (argc < 2 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "perf") != 0)) {
-        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick]\n", argv[0]);
+        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch]\n", argv[0]);
         return 2;
     }
     int n_threads = 16;
@@ -421,6 +435,8 @@ int main(int argc, char ** argv) {
             json_path = argv[++i];
         } else if (!strcmp(argv[i], "--quick")) {
             quick = true;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc && (!strcmp(argv[i + 1], "decode") || !strcmp(argv[i + 1], "batch"))) {
+            g_only = !strcmp(argv[++i], "decode") ? 1 : 2;
         } else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
