@@ -149,6 +149,8 @@ def test_ctrl_c_in_the_cli_during_prefill(smollm2_path, tmp_path):
         [sys.executable, "-m", "se_local", "run", "--raw", "-f", str(doc), "--target-ctx", "16k",
          "--threads", str(THREADS), "-n", "4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # as from a terminal: undo an "ignore" inherited from a background job that started the tests
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(8)
     if proc.poll() is not None:

@@ -219,6 +219,9 @@ class Terminal:
         pid, fd = pty.fork()
         if pid == 0:  # the child: stdin, stdout and stderr are the terminal
             try:
+                # a person's terminal delivers Ctrl-C: undo an "ignore" inherited from a
+                # background job that started the tests
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.execve(sys.executable, [sys.executable, "-m", "se_local", *args], env)
             finally:
                 os._exit(127)
