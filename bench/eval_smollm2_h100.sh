@@ -15,7 +15,8 @@
 #           sha256 of its UTF-8 text 0679b1c8..., the same as the CPU results' text_sha256):
 #           bash bench/eval_smollm2_h100.sh stage2 .carry_eval2
 #           (joins and checks the model, waits for the build, runs the evaluations; JSON and logs -> $OUT)
-# As run for bench/results/eval_smollm2_h100/ (commit 94ffe1b + this script and bench/eval_driver.py):
+# As run for bench/results/eval_smollm2_h100/ (commit 94ffe1b + this script; it then also carried a fallback
+# driver for images where `python3 -m se_local` does not start, unused there and since removed):
 #   run(kind=nvidia-h100-x1, carry=[.carry_eval1]):  bash bench/eval_smollm2_h100.sh stage1 .carry_eval1
 #   run(carry=[.carry_eval2], timeout_s=480):        BUDGET=420 bash bench/eval_smollm2_h100.sh stage2 .carry_eval2
 # so the evaluations were, with COMMON = -m KEEP/m/SmolLM2-135M-Instruct.Q4_1.gguf --gpu-layers -1 --threads 16 --out KEEP/ev:
@@ -79,13 +80,11 @@ stage2)
     G=${GPU_LAYERS:--1}
     COMMON="-m $M --gpu-layers $G --threads 16 --out $EV"
     ALL=se,vanilla,grp-attn,yarn,linear
-    # the CLI when it imports here (typer/rich of this image), else the same calls without tables and figures
-    if python3 -m se_local eval passkey --help > /dev/null 2>&1; then
-        SE="python3 -m se_local"
-    else
-        el "python3 -m se_local does not start here: bench/eval_driver.py instead"
-        python3 -m se_local eval passkey --help 2>&1 | tail -5
-        SE="python3 bench/eval_driver.py"
+    SE="python3 -m se_local"
+    if ! $SE eval passkey --help > /dev/null 2>&1; then
+        el "python3 -m se_local does not start here (its packages: typer, rich, gguf, numpy)"
+        $SE eval passkey --help 2>&1 | tail -5
+        exit 1
     fi
     step() {  # step MIN_SECONDS ARGS...: run `$SE eval ARGS $COMMON` if MIN_SECONDS are left, cut at the budget
         local need=$1; shift
