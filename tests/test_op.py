@@ -173,6 +173,29 @@ def test_tiling_edges(n_kv, n_threads):
     assert np.abs(got - ref).max() < TOL_FUSED
 
 
+@pytest.mark.parametrize("n_kv", [512, 777, 2113])
+@pytest.mark.parametrize("heads,d,k_type,neox", [((9, 3), 64, "f16", False), ((8, 2), 128, "q8_0", False),
+                                                 ((4, 4), 64, "f16", True)])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_decode_chunks_of_keys_for_all_heads(n_kv, heads, d, k_type, neox, n_threads):
+    # one query over at least 256 keys per thread: the kernel cuts the keys into chunks, each a
+    # work item for all heads, and merges the chunks' softmax states; the window (100) and the
+    # group (7) cut chunks and tiles anywhere, the positions have a hole of 11, and the last 150
+    # keys lie after the query (masked: whole tiles, and a whole chunk when chunks are short)
+    G, W = 7, 100
+    n_head, n_head_kv = heads
+    q, k, v, _, _ = make_case(8 + n_kv + n_head, n_head, n_head_kv, d, n_q=1, n_kv=n_kv)
+    pos_k = np.arange(n_kv) + np.where(np.arange(n_kv) >= n_kv // 3, 11, 0)
+    pos_q = pos_k[n_kv - 151:n_kv - 150]
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k, k_type=k_type, neox=neox)
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=G, window=W, neox=neox)
+    got = attn_eval(qs, ks, v, pos_q, pos_k, path="fused", k_type=k_type, group=G, window=W, neox=neox,
+                    n_threads=n_threads)
+    assert np.abs(got - ref).max() < TOL_FUSED
+    plain = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=1, window=0, neox=neox)
+    assert np.abs(ref - plain).max() > 0.05  # Self-Extend matters in this case
+
+
 @pytest.mark.parametrize("n_q", [1, 2, 3, 5])
 @pytest.mark.parametrize("heads", [(4, 4), (6, 2), (9, 3)])
 @pytest.mark.parametrize("neox", [False, True])
