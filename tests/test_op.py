@@ -175,7 +175,7 @@ def test_tiling_edges(n_kv, n_threads):
 
 @pytest.mark.parametrize("n_kv", [512, 777, 2113])
 @pytest.mark.parametrize("heads,d,k_type,neox", [((9, 3), 64, "f16", False), ((8, 2), 128, "q8_0", False),
-                                                 ((4, 4), 64, "f16", True)])
+                                                 ((4, 4), 64, "f16", True), ((8, 2), 128, "f16", True)])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_decode_chunks_of_keys_for_all_heads(n_kv, heads, d, k_type, neox, n_threads):
     # one query over at least 256 keys per thread: the kernel cuts the keys into chunks, each a
