@@ -21,6 +21,7 @@ el "configure + build"
 if ! { cmake -S . -B "$K/b" -G Ninja -DSE_LLAMA_SOURCE_DIR="$K/llama.cpp" -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 > "$K/build.log" 2>&1 \
         && cmake --build "$K/b" -j16 --target se-backend-check >> "$K/build.log" 2>&1; }; then
     el "build FAILED"
+    cp "$K/build.log" "$O/build.log"
     grep -n -B2 -A12 'error' "$K/build.log" | head -80
     exit 1
 fi

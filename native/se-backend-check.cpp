@@ -264,6 +264,14 @@ static std::vector<fa_case> check_cases(bool quick) {
     cs.push_back({128, 2, 4, 512, 16384, 1, F16,  8, 1024,    0, NORM, 0, 30.0f});
     cs.push_back({128, 2, 4, 512,  4096, 1, F16,  1, 1024,    0, NORM, 0, 0.0f}); // G = 1: grouped == neighbor
     cs.push_back({128, 2, 4, 512, 16384, 1, F16,  8, 1 << 20, 0, NORM, 0, 0.0f}); // W > kv: all neighbor
+    // llama.cpp's mma kernel with Self-Extend: each GQA packing (ncols2 8/4/2/1), window edge and group boundaries
+    // inside a K tile, query counts and KV lengths that are not multiples of the tiles, gapped positions
+    cs.push_back({128, 2, 8, 512,  4096, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
+    cs.push_back({ 64, 2, 8, 130,  4096, 1, F16,  5,  333,    0, NORM, 0, 0.0f});
+    cs.push_back({ 64, 2, 2, 300,  4096, 1, F16,  5,  333,    0, NORM, 0, 0.0f});
+    cs.push_back({128, 1, 4, 100,  4352, 1, F16,  3, 1000,    0, NORM, 1, 0.0f});
+    cs.push_back({128, 2, 2, 200,  4352, 1, Q8,   7,  250, 1000, NORM, 1, 0.0f});
+    cs.push_back({ 64, 3, 1,  90,  2000, 1, F16, 16,   40,    0, NORM, 0, 0.0f});
     cs.push_back({128, 2, 4,   1, 16384, 1, F16,  1, 1024,    0, NORM, 0, 0.0f}); // G = 1, one query
     if (!quick) {
         cs.push_back({128, 2, 4, 512, 65536, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});

@@ -1,0 +1,65 @@
+#!/bin/bash
+# Issue 6, Self-Extend prefill in llama.cpp's mma kernel: one device call. Builds se-backend-check (CUDA, sm_90, -j16),
+# then checks the batch cases against the CPU op and times them against the stock op, for the default route and the
+# A/B variants selected by GGML_CUDA_SE_MMA (64: 64 columns per block; old: the mma kernel of fattn-se.cu).
+# Run from the repository root; logs on stdout, JSON lines to $OUT.
+#   bash bench/cuda_mma_device.sh TARBALL [STEP...]
+#       TARBALL: a carried copy of .carry2/llama.cpp.tar.xz (unpatched llama.cpp)
+#       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64)
+TARBALL=$1
+shift
+[ $# -eq 0 ] && set -- check perf perf64
+K=/tmp/keep
+O=${OUT:-/tmp/out}
+mkdir -p "$K/llama.cpp" "$O"
+t0=$(date +%s)
+el() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+left() { echo $(( ${BUDGET:-570} - ($(date +%s) - t0) )); }
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
+[ -d "$K/llama.cpp/ggml" ] || tar -C "$K/llama.cpp" -xJf "$TARBALL"
+el "configure + build"
+if ! { cmake -S . -B "$K/b" -G Ninja -DSE_LLAMA_SOURCE_DIR="$K/llama.cpp" -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 > "$K/build.log" 2>&1 \
+        && cmake --build "$K/b" -j16 --target se-backend-check >> "$K/build.log" 2>&1; }; then
+    el "build FAILED"
+    cp "$K/build.log" "$O/build.log"
+    grep -n -B2 -A12 'error' "$K/build.log" | head -80
+    exit 1
+fi
+el "build ok"
+CHK=$(find "$K/b" -name se-backend-check -type f | head -1)
+for st in "$@"; do
+    l=$(left); [ "$l" -lt 20 ] && { el "no time for $st"; continue; }
+    el "$st (max $l s)"
+    case $st in
+        check)    timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
+        check64)  GGML_CUDA_SE_MMA=64 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_n64.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
+        checkdec) timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
+        perf)     timeout $l "$CHK" perf --only batch --json "$O/perf_batch.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        perf64)   GGML_CUDA_SE_MMA=64  timeout $l "$CHK" perf --only batch --json "$O/perf_batch_n64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        perfold)  GGML_CUDA_SE_MMA=old timeout $l "$CHK" perf --only batch --json "$O/perf_batch_old.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        perfdec)  timeout $l "$CHK" perf --only decode --json "$O/perf_decode.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
+                  # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
+                  M=gpu__time_duration.sum,sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,launch__block_size
+                  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+                  for v in "stock Li0EE 0" "se Li1EE 0" "se_all_neighbor Li1EE 48"; do read -r name pat skip <<< "$v"
+                      timeout 90 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
+                          --launch-skip $skip --launch-count 1 --metrics $M --csv "$CHK" perf --only batch --quick > "$O/ncu_$name.csv" 2> "$O/ncu_$name.err"
+                      echo "== $name"; grep -v "^==PROF==\|^llama\|^smollm\|^shape\|^GPU backend\|ggml_cuda_init\|Device 0" "$O/ncu_$name.csv" | cut -c1-400 | head -12
+                  done ;;
+        ncu2)     # stall reasons of the same three launches, and the SASS of the stock and the SE kernel (D128, 64/128 columns)
+                  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+                  for v in "stock Li0EE 0" "se Li1EE 0" "se_all_neighbor Li1EE 48"; do read -r name pat skip <<< "$v"
+                      timeout 100 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
+                          --launch-skip $skip --launch-count 1 --section WarpStateStats --section SchedulerStats --section InstructionStats \
+                          --section LaunchStats --section Occupancy "$CHK" perf --only batch --quick > "$O/ncu2_$name.txt" 2>&1
+                      echo "== $name"; grep -i "stall\|issue\|warp cycles\|eligible\|active warps\|Duration\|Executed Ipc" "$O/ncu2_$name.txt" | head -30
+                  done
+                  LIB=$(find "$K/b" -name 'libggml-cuda.so*' -type f | head -1)
+                  CUOBJ=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
+                  "$CUOBJ" -sass -fun '_Z18flash_attn_ext_f16ILi128ELi128ELi16ELi4ELb0ELb0ELb0ELi0EEvPKcS1_S1_S1_S1_PKiPfP6float2ffffjfi5uint3iiiiiiiiiiiliiliiiiil15fattn_se_params' "$LIB" > "$O/sass_stock_d128_16x4.txt" 2>&1
+                  "$CUOBJ" -sass -fun '_Z18flash_attn_ext_f16ILi128ELi128ELi32ELi4ELb0ELb0ELb0ELi1EEvPKcS1_S1_S1_S1_PKiPfP6float2ffffjfi5uint3iiiiiiiiiiiliiliiiiil15fattn_se_params' "$LIB" > "$O/sass_se_d128_32x4.txt" 2>&1
+                  wc -l "$O"/sass_*.txt ;;
+    esac
+done
+el "done"
