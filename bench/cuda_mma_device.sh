@@ -6,6 +6,8 @@
 #   bash bench/cuda_mma_device.sh TARBALL [STEP...]
 #       TARBALL: a carried copy of .carry2/llama.cpp.tar.xz (unpatched llama.cpp)
 #       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64)
+#   FULL=1: build all targets and install them into /tmp/keep/inst (with KEEP/build.done, as bench/cuda_device_build.sh
+#           does), so that a second call within the machine's warm time can run bench/cuda_device_run.sh passkey
 TARBALL=$1
 shift
 [ $# -eq 0 ] && set -- check perf perf64
@@ -17,15 +19,18 @@ el() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 left() { echo $(( ${BUDGET:-570} - ($(date +%s) - t0) )); }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
 [ -d "$K/llama.cpp/ggml" ] || tar -C "$K/llama.cpp" -xJf "$TARBALL"
-el "configure + build"
+TGT=se-backend-check; [ -n "$FULL" ] && TGT=all
+el "configure + build ($TGT)"
 if ! { cmake -S . -B "$K/b" -G Ninja -DSE_LLAMA_SOURCE_DIR="$K/llama.cpp" -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 > "$K/build.log" 2>&1 \
-        && cmake --build "$K/b" -j16 --target se-backend-check >> "$K/build.log" 2>&1; }; then
+        && cmake --build "$K/b" -j16 --target "$TGT" >> "$K/build.log" 2>&1 \
+        && { [ -z "$FULL" ] || cmake --install "$K/b" --prefix "$K/inst" >> "$K/build.log" 2>&1; }; }; then
     el "build FAILED"
     cp "$K/build.log" "$O/build.log"
     grep -n -B2 -A12 'error' "$K/build.log" | head -80
     exit 1
 fi
 el "build ok"
+[ -n "$FULL" ] && touch "$K/build.done"
 CHK=$(find "$K/b" -name se-backend-check -type f | head -1)
 for st in "$@"; do
     l=$(left); [ "$l" -lt 20 ] && { el "no time for $st"; continue; }
