@@ -173,13 +173,14 @@ def test_tiling_edges(n_kv, n_threads):
     assert np.abs(got - ref).max() < TOL_FUSED
 
 
-@pytest.mark.parametrize("n_kv", [512, 777, 2113])
+@pytest.mark.parametrize("n_kv", [300, 512, 777, 2113])
 @pytest.mark.parametrize("heads,d,k_type,neox", [((9, 3), 64, "f16", False), ((8, 2), 128, "q8_0", False),
                                                  ((4, 4), 64, "f16", True), ((8, 2), 128, "f16", True)])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_decode_chunks_of_keys_for_all_heads(n_kv, heads, d, k_type, neox, n_threads):
-    # one query over at least 256 keys per thread: the kernel cuts the keys into chunks, each a
-    # work item for all heads, and merges the chunks' softmax states; the window (100) and the
+    # one query over at least 256 keys per thread (and two chunks): the kernel cuts the keys into
+    # chunks, each a work item for all heads, and merges the chunks' softmax states (300 keys on
+    # one thread: a single chunk, which takes the per-head path); the window (100) and the
     # group (7) cut chunks and tiles anywhere, the positions have a hole of 11, and the last 150
     # keys lie after the query (masked: whole tiles, and a whole chunk when chunks are short)
     G, W = 7, 100
