@@ -11,14 +11,7 @@
 TARBALL=$1
 shift
 [ $# -eq 0 ] && set -- check perf perf64
-K=/tmp/keep
-O=${OUT:-/tmp/out}
-mkdir -p "$K/llama.cpp" "$O"
-t0=$(date +%s)
-el() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
-left() { echo $(( ${BUDGET:-570} - ($(date +%s) - t0) )); }
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
-[ -d "$K/llama.cpp/ggml" ] || tar -C "$K/llama.cpp" -xJf "$TARBALL"
+. "$(dirname "$0")/cuda_device_common.sh"
 TGT=se-backend-check; [ -n "$FULL" ] && TGT=all
 el "configure + build ($TGT)"
 if ! { cmake -S . -B "$K/b" -G Ninja -DSE_LLAMA_SOURCE_DIR="$K/llama.cpp" -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 > "$K/build.log" 2>&1 \
