@@ -60,8 +60,13 @@ def test_second_turn_prefills_only_the_new_tokens(model):
     assert [m["role"] for m in session.messages] == ["user", "assistant"] * 2
     assert session.tokens_used() >= r2.prompt_tokens
 
-    # the same as a second turn computed from scratch
-    assert second == fresh_reply(model, session.messages[:3], max_tokens=12)
+    # the same as a second turn computed from scratch. Only the first tokens must agree: one long
+    # prefill and a prefill in pieces round differently (llama.cpp picks its CPU kernels by batch
+    # size), and 12 greedy tokens can end on a flipped near tie (seen on an AVX2 CPU: "...the
+    # Américas" vs "...the Amérike"); a wrong cached prefix changes the reply from its start
+    fresh = fresh_reply(model, session.messages[:3], max_tokens=12)
+    head = lambda text: model.tokenize(text, add_special=False)[:4]
+    assert len(head(second)) == 4 and head(second) == head(fresh)
 
 
 def test_model_chat_stream_and_whole(model):
