@@ -173,6 +173,26 @@ def test_tiling_edges(n_kv, n_threads):
     assert np.abs(got - ref).max() < TOL_FUSED
 
 
+@pytest.mark.parametrize("heads,d,k_type,neox", [((9, 3), 64, "f16", False), ((12, 2), 96, "q8_0", False),
+                                                 ((8, 2), 128, "f16", True)])
+@pytest.mark.parametrize("n_threads", [1, 3, 8])
+def test_work_items_of_several_sizes(heads, d, k_type, neox, n_threads):
+    # a prefill of 300 queries: the kernel cuts them into work items of 64 to 384 rows (query
+    # heads x queries) depending on the thread count, so the last item of a KV head is short;
+    # the next tile's K/V rows are prefetched while a tile is computed (the last tile is short:
+    # 1100 keys), the window (100) and the group (7) cut tiles anywhere, positions have a hole
+    G, W = 7, 100
+    n_head, n_head_kv = heads
+    q, k, v, _, _ = make_case(21 + d + n_threads, n_head, n_head_kv, d, n_q=300, n_kv=1100)
+    pos_k = np.arange(1100) + np.where(np.arange(1100) >= 400, 11, 0)
+    pos_q = pos_k[800:]
+    qs, ks, v_eff, k_eff = stored(q, k, v, pos_q, pos_k, k_type=k_type, neox=neox)
+    ref = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=G, window=W, neox=neox)
+    got = attn_eval(qs, ks, v, pos_q, pos_k, path="fused", k_type=k_type, group=G, window=W, neox=neox,
+                    n_threads=n_threads)
+    assert np.abs(got - ref).max() < TOL_FUSED
+
+
 @pytest.mark.parametrize("n_kv", [300, 512, 777, 2113])
 @pytest.mark.parametrize("heads,d,k_type,neox", [((9, 3), 64, "f16", False), ((8, 2), 128, "q8_0", False),
                                                  ((4, 4), 64, "f16", True), ((8, 2), 128, "f16", True)])
