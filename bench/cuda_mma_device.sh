@@ -5,10 +5,9 @@
 # Run from the repository root; logs on stdout, JSON lines to $OUT.
 #   bash bench/cuda_mma_device.sh TARBALL [STEP...]
 #       TARBALL: a carried copy of .carry2/llama.cpp.tar.xz (unpatched llama.cpp)
-#       STEP: check, perf, check64, perf64, perfold, perfrot, checkdec, perfdec, ncu, ncu2 (default: check perf perf64)
-#             perfrot: GGML_CUDA_SE_ROT=old, the K-tile rotation as before the half2 rotation; perfnopipe:
-#             GGML_CUDA_SE_ROT=nopipe, the half2 rotation without the pipelined K loads (A/B timing, 4 query heads per
-#             KV head only)
+#       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64)
+#             (the H200 runs 1 and 2 of docs/CUDA.md also had perfrot / perfnopipe: GGML_CUDA_SE_ROT=old / =nopipe,
+#             switches of the intermediate builds at commits 0d5869d and 761ff35, not in the final patch)
 #   FULL=1: build all targets and install them into /tmp/keep/inst (with KEEP/build.done, as bench/cuda_device_build.sh
 #           does), so that a second call within the machine's warm time can run bench/cuda_device_run.sh passkey
 TARBALL=$1
@@ -38,8 +37,6 @@ for st in "$@"; do
         perf)     timeout $l "$CHK" perf --only batch --json "$O/perf_batch.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perf64)   GGML_CUDA_SE_MMA=64  timeout $l "$CHK" perf --only batch --json "$O/perf_batch_n64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfold)  GGML_CUDA_SE_MMA=old timeout $l "$CHK" perf --only batch --json "$O/perf_batch_old.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        perfrot)  GGML_CUDA_SE_ROT=old timeout $l "$CHK" perf --only batch --json "$O/perf_batch_rotold.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        perfnopipe) GGML_CUDA_SE_ROT=nopipe timeout $l "$CHK" perf --only batch --json "$O/perf_batch_nopipe.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfdec)  timeout $l "$CHK" perf --only decode --json "$O/perf_decode.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
                   # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
