@@ -5,7 +5,8 @@
 # Run from the repository root; logs on stdout, JSON lines to $OUT.
 #   bash bench/cuda_mma_device.sh TARBALL [STEP...]
 #       TARBALL: a carried copy of .carry2/llama.cpp.tar.xz (unpatched llama.cpp)
-#       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64)
+#       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64);
+#             checkdecmma/perfdecmma, checkdecvec/perfdecvec: one query with GGML_CUDA_SE_DEC=mma / =vec
 #             (the H200 runs 1 and 2 of docs/CUDA.md also had perfrot / perfnopipe: GGML_CUDA_SE_ROT=old / =nopipe,
 #             switches of the intermediate builds at commits 0d5869d and 761ff35, not in the final patch)
 #   FULL=1: build all targets and install them into /tmp/keep/inst (with KEEP/build.done, as bench/cuda_device_build.sh
@@ -38,6 +39,10 @@ for st in "$@"; do
         perf64)   GGML_CUDA_SE_MMA=64  timeout $l "$CHK" perf --only batch --json "$O/perf_batch_n64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfold)  GGML_CUDA_SE_MMA=old timeout $l "$CHK" perf --only batch --json "$O/perf_batch_old.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfdec)  timeout $l "$CHK" perf --only decode --json "$O/perf_decode.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        checkdecmma) GGML_CUDA_SE_DEC=mma timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_mma.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
+        perfdecmma)  GGML_CUDA_SE_DEC=mma timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        checkdecvec) GGML_CUDA_SE_DEC=vec timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_vec.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
+        perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
                   # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
                   M=gpu__time_duration.sum,sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,launch__block_size
