@@ -7,6 +7,12 @@
 #       TARBALL: a carried copy of .carry2/llama.cpp.tar.xz (unpatched llama.cpp)
 #       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64);
 #             checkdecmma/perfdecmma, checkdecvec/perfdecvec: one query with GGML_CUDA_SE_DEC=mma / =vec
+#             ncudec: the GPU time of every kernel of the decode ops at kv 4096 (Nsight Compute, caches flushed
+#                     before each kernel), GGML_CUDA_SE_DEC=mma / =vec
+#             ncusrc: per-instruction stall samples (Nsight Compute source page, SASS) of the stock prefill kernel and
+#                     of the SE kernel with W > kv (Llama-3 shape, 512 queries, kv 4096)
+#             model: the Llama-3-shaped whole-model bench (bench/cuda_model_bench.py, SE vs stock, 4k-64k), needs FULL=1
+#                    and the Python packages gguf and llama_cpp (its Python layer) in $K/site
 #             (the H200 runs 1 and 2 of docs/CUDA.md also had perfrot / perfnopipe: GGML_CUDA_SE_ROT=old / =nopipe,
 #             switches of the intermediate builds at commits 0d5869d and 761ff35, not in the final patch)
 #   FULL=1: build all targets and install them into /tmp/keep/inst (with KEEP/build.done, as bench/cuda_device_build.sh
@@ -43,6 +49,32 @@ for st in "$@"; do
         perfdecmma)  GGML_CUDA_SE_DEC=mma timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         checkdecvec) GGML_CUDA_SE_DEC=vec timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_vec.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        ncudec)   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+                  for name in mma vec; do
+                      GGML_CUDA_SE_DEC=$name timeout 100 "$NCU" --clock-control none --metrics gpu__time_duration.sum,launch__grid_size \
+                          --csv "$CHK" perf --only decode --kv 4096 --rep 1 > "$O/ncudec_$name.csv" 2> "$O/ncudec_$name.err"
+                      echo "== $name"; python3 - "$O/ncudec_$name.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+h = rows[0]; ik, im, iv = h.index("Kernel Name"), h.index("Metric Name"), h.index("Metric Value")
+for r in rows[1:]:
+    print(r[im][:22].ljust(22), r[iv].rjust(10), r[ik][:110])
+PY
+                  done ;;
+        ncusrc)   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+                  for v in "stock Li0EE 0" "se_all_neighbor Li1EE 2"; do read -r name pat skip <<< "$v"
+                      timeout 120 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
+                          --launch-skip $skip --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/ncusrc_$name" \
+                          "$CHK" perf --only batch --kv 4096 --rep 1 > "$O/ncusrc_$name.log" 2>&1
+                      timeout 60 "$NCU" --import "$K/ncusrc_$name.ncu-rep" --page source --print-source sass --csv > "$O/ncusrc_$name.csv" 2>> "$O/ncusrc_$name.log"
+                      timeout 60 "$NCU" --import "$K/ncusrc_$name.ncu-rep" --page details > "$O/ncusrc_${name}_details.txt" 2>> "$O/ncusrc_$name.log"
+                      echo "== $name: $(wc -c < "$O/ncusrc_$name.csv") bytes"; head -c 600 "$O/ncusrc_$name.csv"; echo
+                      grep -i "stall\|warp cycles\|issued" "$O/ncusrc_${name}_details.txt" | head -12
+                  done ;;
+        model)    [ -d "$K/inst" ] || { el "model: needs FULL=1"; continue; }
+                  export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+                  PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1 timeout $l python3 bench/cuda_model_bench.py --write "$K/l3shape.gguf" \
+                      --json "$O/model_bench.jsonl" 2>&1 | grep -v '^llama\|^load' ;;
         ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
                   # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
                   M=gpu__time_duration.sum,sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,launch__block_size

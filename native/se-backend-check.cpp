@@ -7,6 +7,7 @@
 //   se-backend-check perf [--json FILE] [--quick]
 //       GPU time of the SE op vs the stock op (same shapes, SE off) at kv 4k/16k/32k/64k, decode and prefill
 //   --only decode|batch: only the cases with one query (decode) or with several (check and perf)
+//   --kv N, --rep R (perf): only KV length N; R copies of the op per graph and one timed compute (for a profiler)
 //
 // Exit code: 0 when every check case that the GPU supports is within tolerance, 1 otherwise.
 
@@ -43,8 +44,11 @@ struct fa_case {
 
 static int g_only = 0; // 0: all cases, 1: one query only, 2: several queries only
 
+static int g_kv  = 0; // perf: only this KV length (0: all)
+static int g_rep = 0; // perf: copies of the op per graph, one timed compute (0: the defaults, best of 5)
+
 static bool case_selected(const fa_case & c) {
-    return g_only == 0 || (g_only == 1) == (c.n_q == 1);
+    return (g_only == 0 || (g_only == 1) == (c.n_q == 1)) && (g_kv == 0 || c.n_kv == g_kv);
 }
 
 static std::string case_name(const fa_case & c) {
@@ -381,6 +385,9 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
     if (quick) {
         kvs = {4096, 32768};
     }
+    if (g_kv > 0) {
+        kvs = {g_kv};
+    }
     for (const shape & s : shapes) {
         for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_Q8_0}) {
             if (type == GGML_TYPE_Q8_0 && s.D != 128) {
@@ -399,8 +406,8 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
                         continue;
                     }
                     const fa_data d = make_data(c, 1234);
-                    const int n_rep  = n_q == 1 ? 50 : (n_q == 512 ? 8 : 2);
-                    const int n_iter = 5;
+                    const int n_rep  = g_rep > 0 ? g_rep : n_q == 1 ? 50 : (n_q == 512 ? 8 : 2);
+                    const int n_iter = g_rep > 0 ? 1 : 5;
                     const double t_stock = time_op(c, d, false, gpu, n_rep, n_iter);
                     const double t_se    = time_op(c, d, true,  gpu, n_rep, n_iter);
                     // SE kernel with every score a neighbor score (W > kv): its cost without the re-rotation
@@ -427,7 +434,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
 
 int main(int argc, char ** argv) {
     if (argc < 2 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "perf") != 0)) {
-        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch]\n", argv[0]);
+        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch] [--kv N] [--rep R]\n", argv[0]);
         return 2;
     }
     int n_threads = 16;
@@ -445,6 +452,10 @@ int main(int argc, char ** argv) {
             quick = true;
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc && (!strcmp(argv[i + 1], "decode") || !strcmp(argv[i + 1], "batch"))) {
             g_only = !strcmp(argv[++i], "decode") ? 1 : 2;
+        } else if (!strcmp(argv[i], "--kv") && i + 1 < argc) {
+            g_kv = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--rep") && i + 1 < argc) {
+            g_rep = atoi(argv[++i]);
         } else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
