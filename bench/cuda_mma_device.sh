@@ -12,7 +12,8 @@
 #             ncusrc: per-instruction stall samples (Nsight Compute source page, SASS) of the stock prefill kernel and
 #                     of the SE kernel with W > kv (Llama-3 shape, 512 queries, kv 4096)
 #             model: the Llama-3-shaped whole-model bench (bench/cuda_model_bench.py, SE vs stock, 4k-64k), needs FULL=1
-#                    and the Python packages gguf and llama_cpp (its Python layer) in $K/site
+#                    and the Python packages gguf and llama_cpp (its Python layer) in $K/site; the model is written
+#                    once, repeated model steps append to model_bench.jsonl
 #             (the H200 runs 1 and 2 of docs/CUDA.md also had perfrot / perfnopipe: GGML_CUDA_SE_ROT=old / =nopipe,
 #             switches of the intermediate builds at commits 0d5869d and 761ff35, not in the final patch)
 #   FULL=1: build all targets and install them into /tmp/keep/inst (with KEEP/build.done, as bench/cuda_device_build.sh
@@ -73,7 +74,8 @@ PY
                   done ;;
         model)    [ -d "$K/inst" ] || { el "model: needs FULL=1"; continue; }
                   export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
-                  PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1 timeout $l python3 bench/cuda_model_bench.py --write "$K/l3shape.gguf" \
+                  [ -e "$K/l3shape.gguf" ] && M="-m $K/l3shape.gguf" || M="--write $K/l3shape.gguf"
+                  PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1 timeout $l python3 bench/cuda_model_bench.py $M \
                       --json "$O/model_bench.jsonl" 2>&1 | grep -v '^llama\|^load' ;;
         ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
                   # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
