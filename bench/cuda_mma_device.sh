@@ -35,6 +35,8 @@ fi
 el "build ok"
 [ -n "$FULL" ] && touch "$K/build.done"
 CHK=$(find "$K/b" -name se-backend-check -type f | head -1)
+# Nsight Compute, for the steps ncu, ncu2, ncudec, ncusrc
+NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 for st in "$@"; do
     l=$(left); [ "$l" -lt 20 ] && { el "no time for $st"; continue; }
     el "$st (max $l s)"
@@ -50,8 +52,7 @@ for st in "$@"; do
         perfdecmma)  GGML_CUDA_SE_DEC=mma timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         checkdecvec) GGML_CUDA_SE_DEC=vec timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_vec.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        ncudec)   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-                  for name in mma vec; do
+        ncudec)   for name in mma vec; do
                       GGML_CUDA_SE_DEC=$name timeout 100 "$NCU" --clock-control none --metrics gpu__time_duration.sum,launch__grid_size \
                           --csv "$CHK" perf --only decode --kv 4096 --rep 1 > "$O/ncudec_$name.csv" 2> "$O/ncudec_$name.err"
                       echo "== $name"; python3 - "$O/ncudec_$name.csv" <<'PY'
@@ -62,8 +63,7 @@ for r in rows[1:]:
     print(r[im][:22].ljust(22), r[iv].rjust(10), r[ik][:110])
 PY
                   done ;;
-        ncusrc)   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-                  for v in "stock Li0EE 0" "se_all_neighbor Li1EE 2"; do read -r name pat skip <<< "$v"
+        ncusrc)   for v in "stock Li0EE 0" "se_all_neighbor Li1EE 2"; do read -r name pat skip <<< "$v"
                       timeout 120 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
                           --launch-skip $skip --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/ncusrc_$name" \
                           "$CHK" perf --only batch --kv 4096 --rep 1 > "$O/ncusrc_$name.log" 2>&1
@@ -80,14 +80,12 @@ PY
         ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
                   # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
                   M=gpu__time_duration.sum,sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,launch__block_size
-                  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
                   for v in "stock Li0EE 0" "se Li1EE 0" "se_all_neighbor Li1EE 48"; do read -r name pat skip <<< "$v"
                       timeout 90 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
                           --launch-skip $skip --launch-count 1 --metrics $M --csv "$CHK" perf --only batch --quick > "$O/ncu_$name.csv" 2> "$O/ncu_$name.err"
                       echo "== $name"; grep -v "^==PROF==\|^llama\|^smollm\|^shape\|^GPU backend\|ggml_cuda_init\|Device 0" "$O/ncu_$name.csv" | cut -c1-400 | head -12
                   done ;;
         ncu2)     # stall reasons of the same three launches, and the SASS of the stock and the SE kernel (D128, 64/128 columns)
-                  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
                   for v in "stock Li0EE 0" "se Li1EE 0" "se_all_neighbor Li1EE 48"; do read -r name pat skip <<< "$v"
                       timeout 100 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
                           --launch-skip $skip --launch-count 1 --section WarpStateStats --section SchedulerStats --section InstructionStats \

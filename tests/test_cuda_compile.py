@@ -86,8 +86,12 @@ def patched_tree(tmp_path_factory):
     return dest, stub, _fa_type_defines(dest)
 
 
+def _out(out_dir: Path, name: str, mode: str) -> Path:
+    return out_dir / (name.replace("/", "_") + (".o" if mode == "-c" else ".ptx"))
+
+
 def _nvcc(cuda_dir: Path, stub: Path, defines, out_dir: Path, name: str, mode: str):
-    out = out_dir / (name.replace("/", "_") + (".o" if mode == "-c" else ".ptx"))
+    out = _out(out_dir, name, mode)
     cmd = ["nvcc", "-std=c++17", "-arch=sm_90", "-O0", "--extended-lambda", "-DGGML_USE_CUDA", *defines,
            f"-I{stub}", "-I../../include", "-I..", "-I.", mode, name, "-o", str(out)]
     r = subprocess.run(cmd, cwd=cuda_dir, capture_output=True, text=True, timeout=900)
@@ -104,5 +108,4 @@ def test_cuda_sources_compile(patched_tree, tmp_path):
     failed = [(name, log) for name, rc, log in results if rc != 0]
     assert not failed, "\n\n".join(f"nvcc {name} failed:\n{log}" for name, log in failed)
     for name, mode in FILES:
-        out = tmp_path / (name.replace("/", "_") + (".o" if mode == "-c" else ".ptx"))
-        assert out.stat().st_size > 0, f"nvcc wrote nothing for {name}"
+        assert _out(tmp_path, name, mode).stat().st_size > 0, f"nvcc wrote nothing for {name}"
