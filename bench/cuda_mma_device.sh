@@ -14,6 +14,10 @@
 #             model: the Llama-3-shaped whole-model bench (bench/cuda_model_bench.py, SE vs stock, 4k-64k), needs FULL=1
 #                    and the Python packages gguf and llama_cpp (its Python layer) in $K/site; the model is written
 #                    once, repeated model steps append to model_bench.jsonl
+#             modeldec: the model bench at $MD_LENGTHS (default 16k,32k,64k), 48 decode steps, default route,
+#                    GGML_CUDA_SE_DEC=vec, =mma and GGML_CUDA_DISABLE_GRAPHS=1 (model_dec.jsonl)
+#             ncumodel: the GPU time of every kernel of two decode steps of the model at $NM_LENGTH (default 32k),
+#                    stock and SE (Nsight Compute, warm caches; ncumodel_*.csv, summary on stdout)
 #             (the H200 runs 1 and 2 of docs/CUDA.md also had perfrot / perfnopipe: GGML_CUDA_SE_ROT=old / =nopipe,
 #             switches of the intermediate builds at commits 0d5869d and 761ff35, not in the final patch)
 #   FULL=1: build all targets and install them into /tmp/keep/inst (with KEEP/build.done, as bench/cuda_device_build.sh
@@ -37,6 +41,16 @@ el "build ok"
 CHK=$(find "$K/b" -name se-backend-check -type f | head -1)
 # Nsight Compute, for the steps ncu, ncu2, ncudec, ncusrc
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+# the whole-model bench (bench/cuda_model_bench.py) against the installed FULL=1 build: mb SECONDS ARGS...;
+# the model is written on first use; $NCUPRE, if set, is put in front of python3 (a profiler)
+mb() {
+    [ -d "$K/inst" ] || { echo "model bench: needs FULL=1"; return 1; }
+    local l=$1; shift
+    [ -e "$K/l3shape.gguf" ] || PYTHONPATH=$K/site:$PWD python3 bench/cuda_model_bench.py --write "$K/l3shape.gguf" --write-only
+    SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 \
+        PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1 timeout "$l" $NCUPRE python3 bench/cuda_model_bench.py -m "$K/l3shape.gguf" "$@" 2>&1 \
+        | grep -v '^llama\|^load'
+}
 for st in "$@"; do
     l=$(left); [ "$l" -lt 20 ] && { el "no time for $st"; continue; }
     el "$st (max $l s)"
@@ -72,11 +86,20 @@ PY
                       echo "== $name: $(wc -c < "$O/ncusrc_$name.csv") bytes"; head -c 600 "$O/ncusrc_$name.csv"; echo
                       grep -i "stall\|warp cycles\|issued" "$O/ncusrc_${name}_details.txt" | head -12
                   done ;;
-        model)    [ -d "$K/inst" ] || { el "model: needs FULL=1"; continue; }
-                  export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
-                  [ -e "$K/l3shape.gguf" ] && M="-m $K/l3shape.gguf" || M="--write $K/l3shape.gguf"
-                  PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1 timeout $l python3 bench/cuda_model_bench.py $M \
-                      --json "$O/model_bench.jsonl" 2>&1 | grep -v '^llama\|^load' ;;
+        model)    mb $l --json "$O/model_bench.jsonl" ;;
+        modeldec) # decode at the lengths where the mma route runs, by route and with CUDA graphs off
+                  for e in "" GGML_CUDA_SE_DEC=vec GGML_CUDA_SE_DEC=mma GGML_CUDA_DISABLE_GRAPHS=1; do
+                      echo "== ${e:-default}"
+                      ( [ -n "$e" ] && export "$e"; mb "$(left)" --lengths "${MD_LENGTHS:-16384,32768,65536}" --n-gen 48 \
+                          --tag "${e:-default}" --json "$O/model_dec.jsonl" )
+                  done ;;
+        ncumodel) # every kernel of two decode steps of the model at 32k (Nsight Compute, warm caches), stock and SE
+                  for mode in stock se; do
+                      NCUPRE="timeout 150 $NCU --profile-from-start off --clock-control none --cache-control none \
+                          --metrics gpu__time_duration.sum --csv" mb 150 --lengths ${NM_LENGTH:-32768} --modes $mode --n-gen 2 \
+                          --profile-steps 2 > "$O/ncumodel_$mode.csv"
+                      echo "== $mode"; python3 bench/ncu_kernel_summary.py "$O/ncumodel_$mode.csv"
+                  done ;;
         ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
                   # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
                   M=gpu__time_duration.sum,sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,launch__block_size

@@ -80,15 +80,29 @@ def run(model, n, se, args, grab):
     lc.llama_synchronize(ctx)
     t_pre = time.time() - t
 
+    prof = _profiler() if args.profile_steps else None
+    steps = []
     t = time.time()
     for i in range(args.n_gen):
+        if prof and i == 0:
+            prof.cuProfilerStart()
+        ts = time.time()
         decode(toks[n + i:n + i + 1])
-    lc.llama_synchronize(ctx)
+        lc.llama_synchronize(ctx)
+        steps.append(time.time() - ts)
+        if prof and i + 1 == args.profile_steps:
+            prof.cuProfilerStop()
     t_gen = time.time() - t
     state = lc.llama_state_get_size(ctx)
     lc.llama_free(ctx)
     return dict(prefill_tok_s=n / t_pre, decode_tok_s=args.n_gen / t_gen, prefill_s=t_pre, decode_s=t_gen,
+                decode_step_ms_median=1e3 * float(np.median(steps)), decode_step_ms_min=1e3 * min(steps),
                 kv_log=kv_lines, state_bytes=int(state))
+
+
+def _profiler():
+    """The CUDA driver, for cuProfilerStart/Stop around the decode steps (ncu --profile-from-start off)."""
+    return ctypes.CDLL("libcuda.so.1")
 
 
 def main():
@@ -105,6 +119,10 @@ def main():
     ap.add_argument("--ubatch", type=int, default=512)
     ap.add_argument("--n-gen", type=int, default=32)
     ap.add_argument("--kv", choices=["f16", "q8_0"], default="f16")
+    ap.add_argument("--modes", default="stock,se", help="which runs, in this order (a ratio needs both)")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="bracket the first K decode steps with cuProfilerStart/Stop (for ncu --profile-from-start off)")
+    ap.add_argument("--tag", default="", help="a label stored with each JSON record (e.g. the environment)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -133,15 +151,17 @@ def main():
     print(f"{'N':>6} {'mode':>8} {'prefill tok/s':>14} {'decode tok/s':>13} {'KV cache':>24}", flush=True)
     rows = {}
     for n in [int(x) for x in args.lengths.split(",")]:
-        for mode, se in (("stock", (1, 0)), ("se", (G, W))):
+        for mode in args.modes.split(","):
+            se = {"stock": (1, 0), "se": (G, W)}[mode]
             r = run(model, n, se, args, grab)
             rows[(n, mode)] = r
             kv = next((re.sub(r".*size\s*=\s*", "", ln) for ln in r["kv_log"] if "size" in ln), "?")
-            print(f"{n:>6} {mode:>8} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {kv:>24}", flush=True)
+            print(f"{n:>6} {mode:>8} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {kv:>24}"
+                  f"  step median {r['decode_step_ms_median']:.3f} ms", flush=True)
             rec = {"mode": mode, "n_tokens": n, "G": se[0], "W": se[1], "pos_min": 0, "layers": args.layers,
                    "n_ff": args.n_ff, "shape": "llama3-8b attention (4096, 32/8 heads, D128)", "kv_type": args.kv,
-                   "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, **r}
-            if mode == "se":
+                   "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, "tag": args.tag, **r}
+            if mode == "se" and (n, "stock") in rows:
                 s = rows[(n, "stock")]
                 rec["prefill_vs_stock"] = r["prefill_tok_s"] / s["prefill_tok_s"]
                 rec["decode_vs_stock"] = r["decode_tok_s"] / s["decode_tok_s"]
