@@ -18,6 +18,7 @@
 #                    GGML_CUDA_SE_DEC=vec, =mma and GGML_CUDA_DISABLE_GRAPHS=1 (model_dec.jsonl)
 #             ncumodel: the GPU time of every kernel of two decode steps of the model at $NM_LENGTH (default 32k),
 #                    stock and SE (Nsight Compute, warm caches; ncumodel_*.csv, summary on stdout)
+#             ncuprefill: the same for prefill ubatch $NM_UBATCH (default 48) of the model at $NM_LENGTH
 #             (the H200 runs 1 and 2 of docs/CUDA.md also had perfrot / perfnopipe: GGML_CUDA_SE_ROT=old / =nopipe,
 #             switches of the intermediate builds at commits 0d5869d and 761ff35, not in the final patch)
 #   FULL=1: build all targets and install them into /tmp/keep/inst (with KEEP/build.done, as bench/cuda_device_build.sh
@@ -50,6 +51,16 @@ mb() {
     SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 \
         PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1 timeout "$l" $NCUPRE python3 bench/cuda_model_bench.py -m "$K/l3shape.gguf" "$@" 2>&1 \
         | grep -v '^llama\|^load'
+}
+# ncu_model NAME ARGS...: the model bench at $NM_LENGTH under Nsight Compute (GPU time of every kernel between
+# cuProfilerStart/Stop, warm caches), stock and SE, into NAME_{stock,se}.csv, with a summary by kernel on stdout
+ncu_model() {
+    local name=$1; shift
+    for mode in stock se; do
+        NCUPRE="timeout 150 $NCU --profile-from-start off --clock-control none --cache-control none \
+            --metrics gpu__time_duration.sum --csv" mb 150 --lengths "${NM_LENGTH:-32768}" --modes $mode "$@" > "$O/${name}_$mode.csv"
+        echo "== $mode"; python3 bench/ncu_kernel_summary.py "$O/${name}_$mode.csv"
+    done
 }
 for st in "$@"; do
     l=$(left); [ "$l" -lt 20 ] && { el "no time for $st"; continue; }
@@ -94,12 +105,9 @@ PY
                           --tag "${e:-default}" --json "$O/model_dec.jsonl" )
                   done ;;
         ncumodel) # every kernel of two decode steps of the model at 32k (Nsight Compute, warm caches), stock and SE
-                  for mode in stock se; do
-                      NCUPRE="timeout 150 $NCU --profile-from-start off --clock-control none --cache-control none \
-                          --metrics gpu__time_duration.sum --csv" mb 150 --lengths ${NM_LENGTH:-32768} --modes $mode --n-gen 2 \
-                          --profile-steps 2 > "$O/ncumodel_$mode.csv"
-                      echo "== $mode"; python3 bench/ncu_kernel_summary.py "$O/ncumodel_$mode.csv"
-                  done ;;
+                  ncu_model ncumodel --n-gen 2 --profile-steps 2 ;;
+        ncuprefill) # every kernel of one prefill ubatch (number $NM_UBATCH, default 48: depth 24k) of the model at 32k
+                  ncu_model ncuprefill --n-gen 1 --profile-ubatch "${NM_UBATCH:-48}" ;;
         ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
                   # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
                   M=gpu__time_duration.sum,sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,launch__block_size

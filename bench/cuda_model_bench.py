@@ -75,9 +75,19 @@ def run(model, n, se, args, grab):
     lc.llama_synchronize(ctx)
     lc.llama_memory_clear(mem, True)
 
+    prof = _profiler() if args.profile_steps or args.profile_ubatch is not None else None
+    t_calls = 0.0  # time inside llama_decode (host work; the GPU work is asynchronous unless something syncs)
     t = time.time()
-    for i in range(0, n, args.ubatch):
+    for u, i in enumerate(range(0, n, args.ubatch)):
+        if prof and u == args.profile_ubatch:
+            lc.llama_synchronize(ctx)
+            prof.cuProfilerStart()
+        tc = time.time()
         decode(toks[i:min(n, i + args.ubatch)])
+        t_calls += time.time() - tc
+        if prof and u == args.profile_ubatch:
+            lc.llama_synchronize(ctx)
+            prof.cuProfilerStop()
     lc.llama_synchronize(ctx)
     t_pre = time.time() - t
 
@@ -88,22 +98,22 @@ def run(model, n, se, args, grab):
     lc.llama_synchronize(ctx)
     first_step = time.time() - ts
 
-    prof = _profiler() if args.profile_steps else None
     steps = []
     t = time.time()
     for i in range(1, args.n_gen + 1):
-        if prof and i == 1:
+        if prof and args.profile_steps and i == 1:
             prof.cuProfilerStart()
         ts = time.time()
         decode(toks[n + i:n + i + 1])
         lc.llama_synchronize(ctx)
         steps.append(time.time() - ts)
-        if prof and i == args.profile_steps:
+        if prof and args.profile_steps and i == args.profile_steps:
             prof.cuProfilerStop()
     t_gen = time.time() - t
     state = lc.llama_state_get_size(ctx)
     lc.llama_free(ctx)
     return dict(prefill_tok_s=n / t_pre, decode_tok_s=args.n_gen / t_gen, prefill_s=t_pre, decode_s=t_gen,
+                prefill_in_decode_calls_s=t_calls,
                 decode_step_ms_median=1e3 * float(np.median(steps)), decode_step_ms_min=1e3 * min(steps),
                 first_step_ms=1e3 * first_step,
                 kv_log=kv_lines, state_bytes=int(state))
@@ -131,6 +141,8 @@ def main():
     ap.add_argument("--modes", default="stock,se", help="which runs, in this order (a ratio needs both)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="bracket the first K decode steps with cuProfilerStart/Stop (for ncu --profile-from-start off)")
+    ap.add_argument("--profile-ubatch", type=int, default=None,
+                    help="bracket prefill ubatch K (0-based) with cuProfilerStart/Stop, synchronized before and after")
     ap.add_argument("--tag", default="", help="a label stored with each JSON record (e.g. the environment)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -168,7 +180,8 @@ def main():
             rows[(n, mode)] = r
             kv = next((re.sub(r".*size\s*=\s*", "", ln) for ln in r["kv_log"] if "size" in ln), "?")
             print(f"{n:>6} {mode:>8} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {kv:>24}"
-                  f"  step median {r['decode_step_ms_median']:.3f} ms", flush=True)
+                  f"  step median {r['decode_step_ms_median']:.3f} ms, first {r['first_step_ms']:.1f} ms;"
+                  f" prefill {r['prefill_s']:.3f} s, {r['prefill_in_decode_calls_s']:.3f} s in llama_decode", flush=True)
             rec = {"mode": mode, "n_tokens": n, "G": se[0], "W": se[1], "pos_min": 0, "layers": args.layers,
                    "n_ff": args.n_ff, "shape": "llama3-8b attention (4096, 32/8 heads, D128)", "kv_type": args.kv,
                    "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, "tag": args.tag, **r}
