@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Deque, List, Optional, Tuple
 
-from .errors import NativeLibraryError
+from .errors import MemoryLimitError, NativeLibraryError
 
 __all__ = [
     "HAS_SELF_EXTEND",
@@ -247,10 +247,18 @@ def set_self_extend(ctx, n_group: int, n_window: int, pos_min: int = -1) -> int:
 
     Raises:
         NativeLibraryError: the library has no Self-Extend (check ``HAS_SELF_EXTEND``).
+        MemoryLimitError: the compute buffers for the Self-Extend graphs, which llama.cpp
+            reserves right away, do not fit (code -4; the previous parameters stay in effect).
     """
     if not HAS_SELF_EXTEND:
         raise NativeLibraryError(f"the native library in {LIB_DIR} has no Self-Extend; {_REINSTALL_HINT}")
-    return int(llama_set_self_extend(ctx, n_group, n_window, pos_min))
+    rc = int(llama_set_self_extend(ctx, n_group, n_window, pos_min))
+    if rc == -4:
+        raise MemoryLimitError(
+            f"not enough memory for the compute buffers of Self-Extend (G={n_group}, W={n_window}); "
+            "try a smaller --target-ctx or batch size, or fewer GPU layers (the se_local.llama log has details)"
+        )
+    return rc
 
 
 def get_self_extend(ctx) -> Tuple[int, int, int]:

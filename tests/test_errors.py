@@ -339,6 +339,17 @@ def test_gpu_layers_beyond_free_vram(smollm2_path, pkg_native, monkeypatch):
         Model(smollm2_path, target_ctx=8192, n_gpu_layers=-1, n_threads=THREADS)
 
 
+def test_self_extend_buffers_beyond_memory(smollm2_path, pkg_native, monkeypatch):
+    """llama_set_self_extend reserves the compute buffers of the Self-Extend graphs at once; when they do
+    not fit it returns -4 (simulated here), which the model reports as a memory error, not a refusal."""
+    from se_local import Model, _lib
+
+    monkeypatch.setattr(_lib, "llama_set_self_extend", lambda ctx, g, w, p: -4)
+    with pytest.raises(MemoryLimitError, match="compute buffers of Self-Extend") as e:
+        Model(smollm2_path, target_ctx=16384, n_threads=THREADS)
+    assert "--target-ctx" in str(e.value)
+
+
 def test_quantized_kv_needs_less(smollm2_path):
     from se_local import read_info
     from se_local.memory import estimate_memory
