@@ -253,6 +253,9 @@ static std::vector<fa_case> check_cases(bool quick) {
     cs.push_back({128, 2, 8,   1, 16384, 1, F16,  8, 1024, 8192, NORM, 0, 0.0f});
     cs.push_back({128, 2, 4,   1, 16384, 1, F16,  8, 1024, 20000, NORM, 0, 0.0f}); // pos_min above every query: plain
     cs.push_back({128, 2, 4,   1, 16384, 1, F16,  8, 1024,    0, NORM, 0, 30.0f});
+    // one query through the mma kernel's 16-column instances: the window edge inside a K tile, gapped positions, GQA 8
+    cs.push_back({128, 2, 4,   1, 16384, 1, F16,  8, 1000,    0, NORM, 1, 0.0f});
+    cs.push_back({128, 2, 8,   1,  4352, 1, F16,  3, 1000,    0, NORM, 0, 0.0f});
     // batches of queries: the mma kernel
     for (int kv : {1000, 4096, 16384}) {
         cs.push_back({128, 2, 4, 512,   kv, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});

@@ -38,10 +38,12 @@ const char *   cublasGetStatusString(cublasStatus_t status);
 FILES = [
     ("fattn-se.cu", "-c"),                        # the dispatcher, the kernels of fattn-se.cu, the vector-kernel SE cases
     ("fattn.cu", "-c"),                           # llama.cpp's dispatch, with the Self-Extend branch
-    ("fattn-se-mma-d128-n128.cu", "-ptx"),        # llama.cpp's mma kernel with Self-Extend, 4 instance files
+    ("fattn-se-mma-d128-n128.cu", "-ptx"),        # llama.cpp's mma kernel with Self-Extend, 6 instance files
     ("fattn-se-mma-d128-n64.cu", "-ptx"),
+    ("fattn-se-mma-d128-n16.cu", "-ptx"),
     ("fattn-se-mma-d64-n128.cu", "-ptx"),
     ("fattn-se-mma-d64-n64.cu", "-ptx"),
+    ("fattn-se-mma-d64-n16.cu", "-ptx"),
     ("template-instances/fattn-mma-f16-instance-ncols1_16-ncols2_4.cu", "-ptx"),  # a stock instance, same header
     ("template-instances/fattn-vec-instance-f16-f16.cu", "-ptx"),                 # stock vector kernel, same header
 ]
