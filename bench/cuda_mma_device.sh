@@ -7,6 +7,7 @@
 #       TARBALL: a carried copy of .carry2/llama.cpp.tar.xz (unpatched llama.cpp)
 #       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64);
 #             checkdecmma/perfdecmma, checkdecvec/perfdecvec: one query with GGML_CUDA_SE_DEC=mma / =vec
+#             perfdecmma64: one query through the mma kernel's 64-column instances (GGML_CUDA_SE_DEC_COLS=64)
 #             ncudec: the GPU time of every kernel of the decode ops at kv 4096 (Nsight Compute, caches flushed
 #                     before each kernel), GGML_CUDA_SE_DEC=mma / =vec
 #             ncusrc: per-instruction stall samples (Nsight Compute source page, SASS) of the stock prefill kernel and
@@ -76,6 +77,7 @@ for st in "$@"; do
         checkdecmma) GGML_CUDA_SE_DEC=mma timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_mma.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perfdecmma)  GGML_CUDA_SE_DEC=mma timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         checkdecvec) GGML_CUDA_SE_DEC=vec timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_vec.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
+        perfdecmma64) GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         ncudec)   for name in mma vec; do
                       GGML_CUDA_SE_DEC=$name timeout 100 "$NCU" --clock-control none --metrics gpu__time_duration.sum,launch__grid_size \
