@@ -8,6 +8,8 @@
 #       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64);
 #             checkdecmma/perfdecmma, checkdecvec/perfdecvec: one query with GGML_CUDA_SE_DEC=mma / =vec
 #             perfdecmma64: one query through the mma kernel's 64-column instances (GGML_CUDA_SE_DEC_COLS=64)
+#             checkfused/perffused: batches without the split route (GGML_CUDA_SE_SPLIT=0: the fused Self-Extend kernel
+#                     for all keys, also where the grouped keys are promised)
 #             ncudec: the GPU time of every kernel of the decode ops at kv 4096 (Nsight Compute, caches flushed
 #                     before each kernel), GGML_CUDA_SE_DEC=mma / =vec
 #             ncusrc: per-instruction stall samples (Nsight Compute source page, SASS) of the stock prefill kernel and
@@ -68,6 +70,8 @@ for st in "$@"; do
     el "$st (max $l s)"
     case $st in
         check)    timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
+        checkfused) GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_fused.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
+        perffused)  GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_fused.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         check64)  GGML_CUDA_SE_MMA=64 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_n64.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         checkdec) timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perf)     timeout $l "$CHK" perf --only batch --json "$O/perf_batch.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
