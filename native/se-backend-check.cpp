@@ -8,8 +8,8 @@
 //       GPU time of the SE op vs the stock op (same shapes, SE off) at kv 4k/16k/32k/64k, decode and prefill
 //   --only decode|batch: only the cases with one query (decode) or with several (check and perf)
 //   --kv N, --rep R (perf): only KV length N; R copies of the op per graph and one timed compute (for a profiler)
-//   --no-grouped: leave out the promise of the grouped keys (ggml_flash_attn_ext_set_self_extend_grouped) that llama.cpp
-//       gives with each batch and that the CUDA prefill uses to compute them with stock attention (split route)
+//   --no-bounds: leave out the promise of the grouped and the neighbor keys (ggml_flash_attn_ext_set_self_extend_bounds)
+//       that llama.cpp gives with each batch and that the CUDA prefill uses to compute them with stock attention
 //
 // Exit code: 0 when every check case that the GPU supports is within tolerance, 1 otherwise.
 
@@ -26,6 +26,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct fa_case {
@@ -46,7 +47,7 @@ struct fa_case {
 
 static int g_only = 0; // 0: all cases, 1: one query only, 2: several queries only
 
-static bool g_grouped = true; // promise the grouped keys (ggml_flash_attn_ext_set_self_extend_grouped), as llama.cpp does
+static bool g_bounds = true; // promise the grouped and the neighbor keys (ggml_flash_attn_ext_set_self_extend_bounds), as llama.cpp does
 
 static int g_kv  = 0; // perf: only this KV length (0: all)
 static int g_rep = 0; // perf: copies of the op per graph, one timed compute (0: the defaults, best of 5)
@@ -68,9 +69,9 @@ static std::string case_json(const fa_case & c) {
     snprintf(buf, sizeof(buf),
         "\"D\": %d, \"n_head_kv\": %d, \"gqa\": %d, \"n_q\": %d, \"n_kv\": %d, \"n_seq\": %d, \"type_kv\": \"%s\", "
         "\"G\": %d, \"W\": %d, \"pos_min\": %d, \"rope\": \"%s\", \"pos_pattern\": %d, \"softcap\": %g, "
-        "\"grouped_promise\": %s",
+        "\"bounds_promise\": %s",
         c.D, c.n_head_kv, c.gqa, c.n_q, c.n_kv, c.ne3, ggml_type_name(c.type), c.G, c.W, c.pos_min,
-        c.mode == GGML_ROPE_TYPE_NEOX ? "neox" : "norm", c.pos_pattern, c.softcap, g_grouped ? "true" : "false");
+        c.mode == GGML_ROPE_TYPE_NEOX ? "neox" : "norm", c.pos_pattern, c.softcap, g_bounds ? "true" : "false");
     return buf;
 }
 
@@ -134,26 +135,41 @@ static fa_data make_data(const fa_case & c, uint32_t seed) {
     return d;
 }
 
-// the keys [0, n) that are grouped for every query of every stream, as llama.cpp promises them
-static int grouped_prefix(const fa_case & c, const fa_data & d) {
-    int n = c.n_kv;
+// the promise that llama.cpp gives with each batch (ggml_flash_attn_ext_set_self_extend_bounds): the first keys are
+// grouped for every query, the last ones neighbors or masked for every query, in every stream
+static std::pair<int, int> se_bounds(const fa_case & c, const fa_data & d) {
+    int n_g = c.n_kv;
+    int n_n = c.n_kv;
     for (int s = 0; s < c.ne3; ++s) {
         const int32_t * pk = d.pos_k.data() + (size_t) s*c.n_kv;
         const int32_t * pq = d.pos_q.data() + (size_t) s*c.n_q;
         int32_t pq_min = INT32_MAX;
+        int32_t pq_max = INT32_MIN;
         for (int i = 0; i < c.n_q; ++i) {
             pq_min = std::min(pq_min, pq[i]);
+            pq_max = std::max(pq_max, pq[i]);
         }
-        if (pq_min < c.pos_min) {
-            return 0;
+        int g = 0;
+        while (pq_min >= c.pos_min && g < c.n_kv && (int64_t) pk[g] <= (int64_t) pq_min - c.W) {
+            ++g;
         }
-        int m = 0;
-        while (m < c.n_kv && (int64_t) pk[m] <= (int64_t) pq_min - c.W) {
-            ++m;
+        auto masked_for_all = [&](int j) {
+            for (int i = 0; i < c.n_q; ++i) {
+                if (d.mask[((size_t) s*c.n_q + i)*c.n_kv + j] != ggml_fp32_to_fp16(-INFINITY)) {
+                    return false;
+                }
+            }
+            return true;
+        };
+        int n = 0;
+        while (g + n < c.n_kv && (pq_max < c.pos_min || (int64_t) pk[c.n_kv - 1 - n] > (int64_t) pq_max - c.W ||
+                                  masked_for_all(c.n_kv - 1 - n))) {
+            ++n;
         }
-        n = std::min(n, m);
+        n_g = std::min(n_g, g);
+        n_n = std::min(n_n, n);
     }
-    return n;
+    return {n_g, std::min(n_n, c.n_kv - n_g)};
 }
 
 struct fa_graph {
@@ -192,8 +208,9 @@ static bool build_graph(fa_graph & g, const fa_case & c, const fa_data & d, bool
         ggml_prec_set_acc(out, GGML_PREC_F32);
         if (se) {
             ggml_flash_attn_ext_set_self_extend(out, pq, pk, nullptr, c.G, c.W, c.pos_min, c.D, c.mode, 10000.0f, 1.0f);
-            if (g_grouped) {
-                ggml_flash_attn_ext_set_self_extend_grouped(out, grouped_prefix(c, d));
+            if (g_bounds) {
+                const std::pair<int, int> b = se_bounds(c, d);
+                ggml_flash_attn_ext_set_self_extend_bounds(out, b.first, b.second);
             }
         }
         if (!ggml_backend_supports_op(backend, out)) {
@@ -470,7 +487,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
 
 int main(int argc, char ** argv) {
     if (argc < 2 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "perf") != 0)) {
-        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch] [--kv N] [--rep R] [--no-grouped]\n", argv[0]);
+        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch] [--kv N] [--rep R] [--no-bounds]\n", argv[0]);
         return 2;
     }
     int n_threads = 16;
@@ -484,8 +501,8 @@ int main(int argc, char ** argv) {
             max_seconds = atof(argv[++i]);
         } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
             json_path = argv[++i];
-        } else if (!strcmp(argv[i], "--no-grouped")) {
-            g_grouped = false;
+        } else if (!strcmp(argv[i], "--no-bounds")) {
+            g_bounds = false;
         } else if (!strcmp(argv[i], "--quick")) {
             quick = true;
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc && (!strcmp(argv[i + 1], "decode") || !strcmp(argv[i + 1], "batch"))) {

@@ -18,6 +18,13 @@
 static int     se_repeat      = 1;
 static int64_t se_best_us     = -1;
 static int64_t se_best_cpu_us = -1;
+static int32_t se_n_kv_grouped  = 0;
+static int32_t se_n_kv_neighbor = 0;
+
+void se_local_attn_set_bounds(int32_t n_kv_grouped, int32_t n_kv_neighbor) {
+    se_n_kv_grouped  = n_kv_grouped;
+    se_n_kv_neighbor = n_kv_neighbor;
+}
 
 void se_local_attn_set_repeat(int32_t n_repeat) {
     se_repeat = n_repeat > 0 ? n_repeat : 1;
@@ -119,6 +126,7 @@ int se_local_attn_eval(
             memcpy(tpk->data, pos_k, sizeof(int32_t)*n_kv);
             ggml_flash_attn_ext_set_self_extend(res, tpq, tpk, NULL, n_group, n_window, pos_min,
                                                 n_dims, rope_mode, freq_base, 1.0f);
+            ggml_flash_attn_ext_set_self_extend_bounds(res, se_n_kv_grouped, se_n_kv_neighbor);
         }
         // res: [d, n_head, n_q]
     } else {

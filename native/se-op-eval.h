@@ -31,6 +31,10 @@ SE_API int se_local_attn_eval(
         int32_t n_threads,
         float * out);
 
+// The promise of ggml_flash_attn_ext_set_self_extend_bounds for the following fused (path 1) calls (default 0, 0:
+// none); the CPU op checks it and aborts the process when it does not hold.
+SE_API void se_local_attn_set_bounds(int32_t n_kv_grouped, int32_t n_kv_neighbor);
+
 // Benchmark support: compute the graph of each se_local_attn_eval call n_repeat times (default 1)
 // and keep the fastest compute time, in microseconds (graph construction and input conversion
 // excluded; -1 before the first call).

@@ -13,6 +13,10 @@ V in f16: 4e-3 for both. With K as q8_0 the portable path's matrix product also 
 q8_0: 5e-2.
 """
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -237,3 +241,51 @@ def test_few_queries_and_an_unordered_cache(n_q, heads, neox):
     assert np.abs(got - ref).max() < TOL_FUSED
     plain = self_extend_attention(q, k_eff, v_eff, pos_q, pos_k, group=1, window=0, neox=neox)
     assert np.abs(ref - plain).max() > 0.05  # Self-Extend matters in this case
+
+
+def se_bounds(pos_q, pos_k, window, pos_min=0):
+    """The promise of ggml_flash_attn_ext_set_self_extend_bounds as llama's graph computes it: the
+    leading keys grouped for every query, the trailing ones neighbors (or masked) for every query."""
+    pq_min, pq_max = int(np.min(pos_q)), int(np.max(pos_q))
+    n_g = 0
+    while pq_min >= pos_min and n_g < len(pos_k) and pos_k[n_g] <= pq_min - window:
+        n_g += 1
+    n_n = 0
+    while n_g + n_n < len(pos_k) and pos_k[len(pos_k) - 1 - n_n] > pq_max - window:
+        n_n += 1
+    return n_g, n_n
+
+
+_BOUNDS_CHILD = """
+import sys
+import numpy as np
+from op_eval import attn_eval
+from test_op import make_case, se_bounds, stored
+n_g, n_n = int(sys.argv[1]), int(sys.argv[2])
+q, k, v, pos_q, pos_k = make_case(5, 4, 2, 64, n_q=40, n_kv=200, start=None)
+qs, ks, _, _ = stored(q, k, v, pos_q, pos_k)
+free = attn_eval(qs, ks, v, pos_q, pos_k, path="fused", group=4, window=32)
+got = attn_eval(qs, ks, v, pos_q, pos_k, path="fused", group=4, window=32, bounds=(n_g, n_n))
+print("maxdiff", float(np.abs(got - free).max()), se_bounds(pos_q, pos_k, 32))
+"""
+
+
+def _bounds_child(n_g, n_n):
+    here = Path(__file__).resolve().parent
+    return subprocess.run([sys.executable, "-c", _BOUNDS_CHILD, str(n_g), str(n_n)], cwd=here,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bounds_promise_is_checked_by_the_cpu_op():
+    # the CUDA prefill computes the promised keys with stock attention (split route): the CPU op
+    # is the oracle that a promise holds, exactly at the bounds llama's graph computes and not one
+    # key beyond (queries 160..199, W = 32: keys 0..128 grouped, 168..199 neighbors)
+    _, _, _, pos_q, pos_k = make_case(5, 4, 2, 64, n_q=40, n_kv=200, start=None)
+    n_g, n_n = se_bounds(pos_q, pos_k, 32)
+    assert (n_g, n_n) == (129, 32)
+    ok = _bounds_child(n_g, n_n)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "maxdiff 0.0 (129, 32)" in ok.stdout  # the promise changes nothing on the CPU
+    for bad, msg in [((n_g + 1, 0), "promised as grouped"), ((0, n_n + 1), "promised as neighbor")]:
+        r = _bounds_child(*bad)
+        assert r.returncode != 0 and msg in r.stderr, (bad, r.returncode, r.stderr[-2000:])
