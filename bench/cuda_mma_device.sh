@@ -8,6 +8,13 @@
 #       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64);
 #             checkdecmma/perfdecmma, checkdecvec/perfdecvec: one query with GGML_CUDA_SE_DEC=mma / =vec
 #             perfdecmma64: one query through the mma kernel's 64-column instances (GGML_CUDA_SE_DEC_COLS=64)
+#             perfnbr1: batches with the neighbor keys as a stock part of the split route (GGML_CUDA_SE_SPLIT_NBR=1)
+#             checksplit: the batch checks with the split route's variants: chunks of 4096 keys
+#                     (GGML_CUDA_SE_SPLIT_CHUNK=4096), the neighbor part (GGML_CUDA_SE_SPLIT_NBR=1), and from 64 grouped keys
+#                     on (GGML_CUDA_SE_SPLIT_MIN=64)
+#             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536) grouped keys per chunk (GGML_CUDA_SE_SPLIT_CHUNK)
+#             ncusplit: the GPU time of every kernel of the batch ops (Llama-3 shape f16 first) at kv $NS_KV (default
+#                     4096 65536), stock and SE (Nsight Compute, warm caches)
 #             checkfused/perffused: batches without the split route (GGML_CUDA_SE_SPLIT=0: the fused Self-Extend kernel
 #                     for all keys, also where the grouped keys are promised)
 #             ncudec: the GPU time of every kernel of the decode ops at kv 4096 (Nsight Compute, caches flushed
@@ -72,6 +79,25 @@ for st in "$@"; do
         check)    timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         checkfused) GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_fused.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         perffused)  GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_fused.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        perfnbr1)   GGML_CUDA_SE_SPLIT_NBR=1 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_nbr1.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        checksplit) for v in CHUNK=4096 NBR=1 MIN=64; do
+                        echo "== GGML_CUDA_SE_SPLIT_$v"
+                        env GGML_CUDA_SE_SPLIT_$v timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_split_$v.jsonl" 2>&1 | grep "^check:\|FAIL"
+                    done ;;
+        perfchunk)  for c in ${CHUNKS:-4096 65536}; do
+                        GGML_CUDA_SE_SPLIT_CHUNK=$c timeout $l "$CHK" perf --only batch --kv 65536 --json "$O/perf_batch_chunk$c.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
+                    done ;;
+        ncusplit)   for kv in ${NS_KV:-4096 65536}; do
+                        timeout 120 "$NCU" --clock-control none --cache-control none --metrics gpu__time_duration.sum \
+                            --csv "$CHK" perf --only batch --kv $kv --rep 1 > "$O/ncusplit_$kv.csv" 2> "$O/ncusplit_$kv.err"
+                        echo "== kv $kv"; python3 - "$O/ncusplit_$kv.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+h = rows[0]; ik, iv = h.index("Kernel Name"), h.index("Metric Value")
+for r in rows[1:61]:
+    print(r[iv].rjust(10), r[ik][:100])
+PY
+                    done ;;
         check64)  GGML_CUDA_SE_MMA=64 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_n64.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         checkdec) timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perf)     timeout $l "$CHK" perf --only batch --json "$O/perf_batch.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
