@@ -44,6 +44,8 @@ FILES = [
     ("fattn-se-mma-d64-n128.cu", "-ptx"),
     ("fattn-se-mma-d64-n64.cu", "-ptx"),
     ("fattn-se-mma-d64-n16.cu", "-ptx"),
+    ("fattn-se-split-d128.cu", "-c"),             # the prefill split route (fattn-se-split.cuh), host code and kernels
+    ("fattn-se-split-d64.cu", "-c"),
     ("template-instances/fattn-mma-f16-instance-ncols1_16-ncols2_4.cu", "-ptx"),  # a stock instance, same header
     ("template-instances/fattn-vec-instance-f16-f16.cu", "-ptx"),                 # stock vector kernel, same header
 ]
