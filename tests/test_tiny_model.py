@@ -96,9 +96,10 @@ class Model:
         return ctx
 
     def decode(self, tokens, *, split="b64", flash_attn=True, kv_type=F16,
-               self_extend=None, all_logits=True):
+               self_extend=None, all_logits=True, stats=None):
         """Decode `tokens` at positions 0..T-1 in micro-batches; return the
-        logits of every token (T, n_vocab) or of the last one (1, n_vocab)."""
+        logits of every token (T, n_vocab) or of the last one (1, n_vocab).
+        stats: a dict that receives llama.cpp's graph reuse count (n_reused)."""
         lc = self.lc
         n_batch, n_ubatch, chunks = SPLITS[split]
         n = len(tokens)
@@ -134,6 +135,8 @@ class Model:
                     out.append(a.reshape(n_out, self.n_vocab).astype(np.float64))
                 s = e
             assert s == n
+            if stats is not None:
+                stats["n_reused"] = lc.llama_perf_context(ctx).n_reused
         finally:
             lc.llama_batch_free(batch)
             lc.llama_free(ctx)
@@ -328,3 +331,19 @@ def test_self_extend_reserves_compute_buffers_once(tiny, split, pos_min, n_reser
     reserves = sum(ln.strip().startswith("sched_reserve: reserving ...") for ln in lines)
     # one at context creation (before Self-Extend is set), then n_reserve
     assert reserves == 1 + n_reserve, [ln for ln in lines if "reserv" in ln]
+
+
+def test_self_extend_decode_reuses_the_graph(tiny):
+    """One-token ubatches keep llama.cpp's graph reuse with Self-Extend on: the promise of
+    ggml_flash_attn_ext_set_self_extend_bounds (which keys are grouped for every query) moves with
+    every token and is part of the graph, so it is given for prefill-sized ubatches only (the H200
+    model bench lost a quarter of its decode speed when every step rebuilt the graph)."""
+    m, w, hp, dtype = tiny
+    self_extend_fn(m.lc)
+    stats = {}
+    got = m.decode(tokens_for(hp), split="prompt+decode", self_extend=(SE_G, SE_W, 0), stats=stats)
+    ref = reference_logits(w, hp, dtype, group=SE_G, window=SE_W, pos_min=0)
+    assert_close(got, ref, TOL_F16, "all-token logits")
+    # 24 one-token ubatches after the prompt: all but the first reuse the graph, except where the
+    # padded KV length grows
+    assert stats["n_reused"] >= 20, stats
