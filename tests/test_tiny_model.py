@@ -18,6 +18,7 @@ loose tolerance, so a vanilla result cannot pass a Self-Extend check.
 
 import ctypes
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -347,3 +348,38 @@ def test_self_extend_decode_reuses_the_graph(tiny):
     # 24 one-token ubatches after the prompt: all but the first reuse the graph, except where the
     # padded KV length grows
     assert stats["n_reused"] >= 20, stats
+
+
+def test_self_extend_bounds_promise_of_each_prefill_ubatch(tiny, caplog):
+    """llama's graph gives each prefill ubatch the promise of ggml_flash_attn_ext_set_self_extend_bounds
+    (the CUDA prefill computes the promised keys with stock attention and needs it to be there and
+    exact; the CPU op aborts on a false one). Each ubatch's bounds, from llama.cpp's debug log, against
+    the rule recomputed here from the cells: cells 0..a+63 hold positions 0..a+63, the rest are empty."""
+    m, w, hp, dtype = tiny
+    self_extend_fn(m.lc)
+    caplog.set_level(logging.DEBUG, logger="se_local.llama")
+    m.decode(tokens_for(hp), split="b64", self_extend=(SE_G, SE_W, 0), all_logits=False)
+    pat = re.compile(r"Self-Extend bounds: (\d+) grouped, (\d+) neighbor keys of (\d+), queries (\d+)\.\.(\d+)")
+    lines = [r.getMessage() for r in caplog.records if r.name == "se_local.llama"]
+    if not lines:
+        pytest.skip("llama.cpp's log does not reach Python logging here (se_local not importable)")
+    found = [tuple(map(int, g.groups())) for g in (pat.search(ln) for ln in lines) if g]
+    assert found, "no Self-Extend bounds in llama.cpp's log"
+    seen = set()
+    for n_g, n_n, n_kv, q0, q1 in found:
+        if q0 == q1:
+            continue  # the reserve graphs' placeholder batch
+        if q1 - q0 + 1 < 32:
+            assert (n_g, n_n) == (0, 0), (q0, q1)  # small ubatches get none (graph reuse in decode)
+            continue
+        pos = list(range(q1 + 1)) + [None] * (n_kv - q1 - 1)  # None: an empty cell
+        want_g = 0
+        while want_g < n_kv and pos[want_g] is not None and pos[want_g] <= q0 - SE_W:
+            want_g += 1
+        want_n = 0
+        while want_g + want_n < n_kv and (pos[n_kv - 1 - want_n] is None or pos[n_kv - 1 - want_n] > q1 - SE_W):
+            want_n += 1
+        assert (n_g, n_n) == (want_g, want_n), (q0, n_kv)
+        seen.add(q0)
+    assert seen == set(range(0, T - T % 64, 64)), sorted(seen)  # every full ubatch of the prompt
+    assert any(g > 0 for g, *_ in found)
