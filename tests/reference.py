@@ -176,6 +176,25 @@ def vanilla_attention(q, k, v, pos_q, pos_k, **kw):
 #          rope_base, rms_eps (and optionally n_rot, default head dim)
 
 
+def se_bounds(pos_q, pos_k, window, pos_min=0, empty=None):
+    """The promise of ggml_flash_attn_ext_set_self_extend_bounds as llama's graph computes it (for a
+    ubatch of 32+ tokens): (leading keys grouped for every query, trailing keys neighbors for every
+    query). empty: per key, whether its cell is empty (then masked for all; its position counts as 0)."""
+    n = len(pos_k)
+    empty = [False] * n if empty is None else list(empty)
+    pk = [0 if e else int(p) for p, e in zip(pos_k, empty)]
+    pq_min, pq_max = int(np.min(pos_q)), int(np.max(pos_q))
+    if pq_max < pos_min:
+        return 0, n
+    n_g = 0
+    while pq_min >= pos_min and n_g < n and pk[n_g] <= pq_min - window:
+        n_g += 1
+    n_n = 0
+    while n_g + n_n < n and (empty[n - 1 - n_n] or pk[n - 1 - n_n] > pq_max - window):
+        n_n += 1
+    return n_g, n_n
+
+
 def rms_norm(x, w, eps):
     """x (T, n_embd), w (n_embd,)"""
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w

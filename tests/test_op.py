@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from op_eval import attn_eval
-from reference import rope, self_extend_attention
+from reference import rope, se_bounds, self_extend_attention
 
 TOL_FUSED = 5e-4
 TOL_F16Q = 4e-3  # paths that round q to f16
@@ -243,24 +243,12 @@ def test_few_queries_and_an_unordered_cache(n_q, heads, neox):
     assert np.abs(ref - plain).max() > 0.05  # Self-Extend matters in this case
 
 
-def se_bounds(pos_q, pos_k, window, pos_min=0):
-    """The promise of ggml_flash_attn_ext_set_self_extend_bounds as llama's graph computes it: the
-    leading keys grouped for every query, the trailing ones neighbors (or masked) for every query."""
-    pq_min, pq_max = int(np.min(pos_q)), int(np.max(pos_q))
-    n_g = 0
-    while pq_min >= pos_min and n_g < len(pos_k) and pos_k[n_g] <= pq_min - window:
-        n_g += 1
-    n_n = 0
-    while n_g + n_n < len(pos_k) and pos_k[len(pos_k) - 1 - n_n] > pq_max - window:
-        n_n += 1
-    return n_g, n_n
-
-
 _BOUNDS_CHILD = """
 import sys
 import numpy as np
 from op_eval import attn_eval
-from test_op import make_case, se_bounds, stored
+from reference import se_bounds
+from test_op import make_case, stored
 n_g, n_n = int(sys.argv[1]), int(sys.argv[2])
 q, k, v, pos_q, pos_k = make_case(5, 4, 2, 64, n_q=40, n_kv=200, start=None)
 qs, ks, _, _ = stored(q, k, v, pos_q, pos_k)

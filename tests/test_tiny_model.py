@@ -23,7 +23,7 @@ import re
 import numpy as np
 import pytest
 
-from reference import llama_forward
+from reference import llama_forward, se_bounds
 
 T = 400            # tokens decoded (> L)
 L = 256            # n_ctx_train of the tiny model
@@ -372,14 +372,10 @@ def test_self_extend_bounds_promise_of_each_prefill_ubatch(tiny, caplog):
         if q1 - q0 + 1 < 32:
             assert (n_g, n_n) == (0, 0), (q0, q1)  # small ubatches get none (graph reuse in decode)
             continue
-        pos = list(range(q1 + 1)) + [None] * (n_kv - q1 - 1)  # None: an empty cell
-        want_g = 0
-        while want_g < n_kv and pos[want_g] is not None and pos[want_g] <= q0 - SE_W:
-            want_g += 1
-        want_n = 0
-        while want_g + want_n < n_kv and (pos[n_kv - 1 - want_n] is None or pos[n_kv - 1 - want_n] > q1 - SE_W):
-            want_n += 1
-        assert (n_g, n_n) == (want_g, want_n), (q0, n_kv)
+        pos_k = list(range(q1 + 1)) + [0] * (n_kv - q1 - 1)
+        empty = [False] * (q1 + 1) + [True] * (n_kv - q1 - 1)
+        want = se_bounds(range(q0, q1 + 1), pos_k, SE_W, empty=empty)
+        assert (n_g, n_n) == want, (q0, n_kv)
         seen.add(q0)
     assert seen == set(range(0, T - T % 64, 64)), sorted(seen)  # every full ubatch of the prompt
     assert any(g > 0 for g, *_ in found)
