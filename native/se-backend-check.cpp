@@ -330,6 +330,11 @@ static std::vector<fa_case> check_cases(bool quick) {
     // the split route (grouped keys promised): two chunks of re-rotated keys and a ragged rest, two streams
     cs.push_back({128, 2, 4, 512, 20000, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
     cs.push_back({128, 2, 4, 512, 16384, 2, F16,  6, 1024,    0, NORM, 1, 0.0f});
+    // ... with one block per output tile (the parts folded into dst by the kernel): Llama-3-8B heads, two chunks;
+    // q8_0 (f16 copies); GQA 8 with gapped positions
+    cs.push_back({128, 8, 4, 512, 20000, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
+    cs.push_back({128, 8, 4, 512, 16384, 1, Q8,   8, 1024,    0, NORM, 0, 0.0f});
+    cs.push_back({128, 4, 8, 1024, 16384, 1, F16, 8, 1024,    0, NORM, 1, 0.0f});
     if (!quick) {
         cs.push_back({128, 2, 4, 512, 65536, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
         cs.push_back({ 64, 3, 3, 512, 65536, 1, F16, 12, 1024,    0, NORM, 0, 0.0f});
