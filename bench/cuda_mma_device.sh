@@ -11,7 +11,8 @@
 #             perfnbr1: batches with the neighbor keys as a stock part of the split route (GGML_CUDA_SE_SPLIT_NBR=1)
 #             checksplit: the batch checks with the split route's variants: chunks of 4096 keys
 #                     (GGML_CUDA_SE_SPLIT_CHUNK=4096), the neighbor part (GGML_CUDA_SE_SPLIT_NBR=1), from 64 grouped keys
-#                     on (GGML_CUDA_SE_SPLIT_MIN=64), every part through the merge kernel (GGML_CUDA_SE_SPLIT_ACC=0)
+#                     on (GGML_CUDA_SE_SPLIT_MIN=64), every part through the merge kernel (GGML_CUDA_SE_SPLIT_ACC=0);
+#                     $SPLIT_VARIANTS replaces the list (the words after GGML_CUDA_SE_SPLIT_)
 #             perfab: batches with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_SPLIT_ACC=0
 #                     GGML_CUDA_SE_SPLIT_MIN=1024), perf_batch_<setting>.jsonl
 #             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536) grouped keys per chunk (GGML_CUDA_SE_SPLIT_CHUNK)
@@ -82,7 +83,7 @@ for st in "$@"; do
         checkfused) GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_fused.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         perffused)  GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_fused.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfnbr1)   GGML_CUDA_SE_SPLIT_NBR=1 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_nbr1.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        checksplit) for v in CHUNK=4096 NBR=1 MIN=64 ACC=0; do
+        checksplit) for v in ${SPLIT_VARIANTS:-CHUNK=4096 NBR=1 MIN=64 ACC=0}; do
                         echo "== GGML_CUDA_SE_SPLIT_$v"
                         env GGML_CUDA_SE_SPLIT_$v timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_split_$v.jsonl" 2>&1 | grep "^check:\|FAIL"
                     done ;;
