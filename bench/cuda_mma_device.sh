@@ -9,12 +9,13 @@
 #             checkdecmma/perfdecmma, checkdecvec/perfdecvec: one query with GGML_CUDA_SE_DEC=mma / =vec
 #             perfdecmma64: one query through the mma kernel's 64-column instances (GGML_CUDA_SE_DEC_COLS=64)
 #             perfnbr1: batches with the neighbor keys as a stock part of the split route (GGML_CUDA_SE_SPLIT_NBR=1)
-#             checksplit: the batch checks with the split route's variants: the band through the Self-Extend kernel
+#             checksplit: the batch checks with the split route's variants: the band's neighbor scores as a launch of
+#                     their own (GGML_CUDA_SE_SPLIT_SEG=0), the band through the Self-Extend kernel
 #                     (GGML_CUDA_SE_SPLIT_BAND=se), every part through the merge kernel (GGML_CUDA_SE_SPLIT_ACC=0), chunks
 #                     of 4096 keys (GGML_CUDA_SE_SPLIT_CHUNK=4096), from 64 grouped keys on (GGML_CUDA_SE_SPLIT_MIN=64);
 #                     $SPLIT_VARIANTS replaces the list (the words after GGML_CUDA_SE_SPLIT_)
-#             perfab: batches with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_SPLIT_BAND=se
-#                     GGML_CUDA_SE_SPLIT_MIN=1024), perf_batch_<setting>.jsonl
+#             perfab: batches with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_SPLIT_SEG=0
+#                     GGML_CUDA_SE_SPLIT_BAND=se), perf_batch_<setting>.jsonl
 #             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536) grouped keys per chunk (GGML_CUDA_SE_SPLIT_CHUNK)
 #             ncusplit: the GPU time of every kernel of the batch ops (Llama-3 shape f16 first) at kv $NS_KV (default
 #                     4096 65536), stock and SE (Nsight Compute, warm caches)
@@ -83,11 +84,11 @@ for st in "$@"; do
         checkfused) GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_fused.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         perffused)  GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_fused.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfnbr1)   GGML_CUDA_SE_SPLIT_NBR=1 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_nbr1.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        checksplit) for v in ${SPLIT_VARIANTS:-BAND=se ACC=0 CHUNK=4096 MIN=64}; do
+        checksplit) for v in ${SPLIT_VARIANTS:-SEG=0 BAND=se ACC=0 CHUNK=4096 MIN=64}; do
                         echo "== GGML_CUDA_SE_SPLIT_$v"
                         env GGML_CUDA_SE_SPLIT_$v timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_split_$v.jsonl" 2>&1 | grep "^check:\|FAIL"
                     done ;;
-        perfab)     for e in ${PERF_ENVS:-GGML_CUDA_SE_SPLIT_BAND=se GGML_CUDA_SE_SPLIT_MIN=1024}; do
+        perfab)     for e in ${PERF_ENVS:-GGML_CUDA_SE_SPLIT_SEG=0 GGML_CUDA_SE_SPLIT_BAND=se}; do
                         echo "== $e"
                         env "$e" timeout $l "$CHK" perf --only batch --json "$O/perf_batch_${e#GGML_CUDA_}.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
                     done ;;
