@@ -18,11 +18,17 @@
 #                     GGML_CUDA_SE_SPLIT_BAND=se), perf_batch_<setting>.jsonl
 #             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536) grouped keys per chunk (GGML_CUDA_SE_SPLIT_CHUNK)
 #             ncusplit: the GPU time of every kernel of the batch ops (Llama-3 shape f16 first) at kv $NS_KV (default
-#                     4096 65536), stock and SE (Nsight Compute, warm caches)
+#                     4096 65536), stock and SE (Nsight Compute, warm caches), with each setting of $NS_ENVS (default
+#                     none: the defaults; e.g. GGML_CUDA_SE_SPLIT_PREP=3), ncusplit_<kv>[_<setting>].csv
+#             ncuprep: Nsight Compute sections (throughput, occupancy, warp states) of the split route's preparation at
+#                     kv 4096, its three parts launched apart (GGML_CUDA_SE_SPLIT_PREP=3), ncuprep.txt
 #             checkfused/perffused: batches without the split route (GGML_CUDA_SE_SPLIT=0: the fused Self-Extend kernel
 #                     for all keys, also where the grouped keys are promised)
 #             ncudec: the GPU time of every kernel of the decode ops at kv 4096 (Nsight Compute, caches flushed
-#                     before each kernel), GGML_CUDA_SE_DEC=mma / =vec
+#                     before each kernel unless NCUDEC_OPTS="--cache-control none"), GGML_CUDA_SE_DEC= each of
+#                     $NCUDEC_ROUTES (default: mma vec)
+#             ncusrcdec: per-instruction stall samples (Nsight Compute source page, SASS) of the one-query mma kernel
+#                     with Self-Extend (16 columns) at kv 4096
 #             ncusrc: per-instruction stall samples (Nsight Compute source page, SASS) of the stock prefill kernel and
 #                     of the SE kernel with W > kv (Llama-3 shape, 512 queries, kv 4096)
 #             model: the Llama-3-shaped whole-model bench (bench/cuda_model_bench.py, SE vs stock, 4k-64k), needs FULL=1
@@ -95,17 +101,24 @@ for st in "$@"; do
         perfchunk)  for c in ${CHUNKS:-4096 65536}; do
                         GGML_CUDA_SE_SPLIT_CHUNK=$c timeout $l "$CHK" perf --only batch --kv 65536 --json "$O/perf_batch_chunk$c.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
                     done ;;
-        ncusplit)   for kv in ${NS_KV:-4096 65536}; do
-                        timeout 120 "$NCU" --clock-control none --cache-control none --metrics gpu__time_duration.sum \
-                            --csv "$CHK" perf --only batch --kv $kv --rep 1 > "$O/ncusplit_$kv.csv" 2> "$O/ncusplit_$kv.err"
-                        echo "== kv $kv"; python3 - "$O/ncusplit_$kv.csv" <<'PY'
+        ncusplit)   for e in ${NS_ENVS:-none}; do for kv in ${NS_KV:-4096 65536}; do
+                        sfx=$kv; [ "$e" = none ] || { sfx=${e#GGML_CUDA_SE_SPLIT_}; sfx=${kv}_${sfx//=/_}; }
+                        env ${e/none/} timeout 120 "$NCU" --clock-control none --cache-control none --metrics gpu__time_duration.sum \
+                            --csv "$CHK" perf --only batch --kv $kv --rep 1 > "$O/ncusplit_$sfx.csv" 2> "$O/ncusplit_$sfx.err"
+                        echo "== kv $kv $e"; python3 - "$O/ncusplit_$sfx.csv" <<'PY'
 import csv, sys
 rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
 h = rows[0]; ik, iv = h.index("Kernel Name"), h.index("Metric Value")
 for r in rows[1:61]:
     print(r[iv].rjust(10), r[ik][:100])
 PY
-                    done ;;
+                    done; done ;;
+        ncuprep)    # the split route's preparation at kv 4096 (Llama-3 shape f16 first): its three parts as launches of
+                    # their own (GGML_CUDA_SE_SPLIT_PREP=3), throughput, occupancy and warp states of each
+                    GGML_CUDA_SE_SPLIT_PREP=3 timeout 120 "$NCU" --clock-control none --cache-control none --kernel-name regex:fattn_se_split_prep \
+                        --launch-count 3 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+                        --section MemoryWorkloadAnalysis "$CHK" perf --only batch --kv 4096 --rep 1 > "$O/ncuprep.txt" 2>&1
+                    grep -i "fattn_se_split_prep\|^ *duration\|dram throughput\|memory throughput\|achieved occupancy\|grid size\|registers per\|warp cycles per issued\|theoretical occupancy" "$O/ncuprep.txt" | head -60 ;;
         check64)  GGML_CUDA_SE_MMA=64 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_n64.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         checkdec) timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perf)     timeout $l "$CHK" perf --only batch --json "$O/perf_batch.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
@@ -117,8 +130,8 @@ PY
         checkdecvec) GGML_CUDA_SE_DEC=vec timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_vec.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perfdecmma64) GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        ncudec)   for name in mma vec; do
-                      GGML_CUDA_SE_DEC=$name timeout 100 "$NCU" --clock-control none --metrics gpu__time_duration.sum,launch__grid_size \
+        ncudec)   for name in ${NCUDEC_ROUTES:-mma vec}; do
+                      GGML_CUDA_SE_DEC=$name timeout 100 "$NCU" --clock-control none $NCUDEC_OPTS --metrics gpu__time_duration.sum,launch__grid_size \
                           --csv "$CHK" perf --only decode --kv 4096 --rep 1 > "$O/ncudec_$name.csv" 2> "$O/ncudec_$name.err"
                       echo "== $name"; python3 - "$O/ncudec_$name.csv" <<'PY'
 import csv, sys
@@ -128,6 +141,14 @@ for r in rows[1:]:
     print(r[im][:22].ljust(22), r[iv].rjust(10), r[ik][:110])
 PY
                   done ;;
+        ncusrcdec) # per-instruction stall samples of the one-query mma kernel with Self-Extend (16 columns), kv 4096
+                  timeout 120 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*Li4ELi4E.*Li1EE" \
+                      --launch-skip 1 --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/ncusrcdec" \
+                      "$CHK" perf --only decode --kv 4096 --rep 1 > "$O/ncusrcdec.log" 2>&1
+                  timeout 60 "$NCU" --import "$K/ncusrcdec.ncu-rep" --page source --print-source sass --csv > "$O/ncusrcdec.csv" 2>> "$O/ncusrcdec.log"
+                  timeout 60 "$NCU" --import "$K/ncusrcdec.ncu-rep" --page details > "$O/ncusrcdec_details.txt" 2>> "$O/ncusrcdec.log"
+                  echo "== ncusrcdec: $(wc -c < "$O/ncusrcdec.csv") bytes"
+                  grep -i "duration\|stall\|warp cycles\|issued\|grid size\|registers" "$O/ncusrcdec_details.txt" | head -16 ;;
         ncusrc)   for v in "stock Li0EE 0" "se_all_neighbor Li1EE 2"; do read -r name pat skip <<< "$v"
                       timeout 120 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
                           --launch-skip $skip --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/ncusrc_$name" \

@@ -7,6 +7,10 @@ executed instruction (the K-tile loop), "per_tile" = executed, but less often (s
 tile, the fixup), "never". For each class: instructions, warp-instructions executed, stall samples by reason.
 
     python bench/ncu_source_summary.py NAME=ncusrc_stock.csv NAME2=ncusrc_se.csv [--json OUT]
+
+With --buckets BYTES, also the executed code by address, in buckets of BYTES from the kernel's first instruction:
+stall samples, distinct instructions executed, their mean execution count, the top stall reasons and the kinds of
+instruction that mark a region (tensor-core HMMA, double-precision DMUL/DFMA, barriers, global loads).
 """
 
 import argparse
@@ -48,10 +52,49 @@ def summarise(path):
     return out
 
 
+MARKS = ("HMMA", "DMUL", "DFMA", "MUFU", "BAR", "LDGSTS", "LDG", "STG", "LDSM", "HFMA2", "SHFL")
+
+
+def buckets(path, size):
+    """Rows (offset, samples, distinct executed, mean executions, top stalls, marks) of the executed code."""
+    rows = list(csv.reader(open(path, newline="")))
+    head = rows[1]
+    i_addr = head.index("Address")
+    i_src = head.index("Source")
+    i_samples = head.index("Warp Stall Sampling (All Samples)")
+    i_exec = head.index("Instructions Executed")
+    stall_cols = [i for i, c in enumerate(head) if c.startswith("stall_") and "Not Issued" not in c]
+    data = [r for r in rows[2:] if len(r) == len(head)]
+    a0 = int(data[0][i_addr], 16)
+    out = {}
+    for r in data:
+        e = _num(r[i_exec])
+        b = out.setdefault((int(r[i_addr], 16) - a0) // size, {"samples": 0.0, "n": 0, "exec": 0.0, "stalls": {}, "marks": {}})
+        b["samples"] += _num(r[i_samples])
+        for j in stall_cols:
+            b["stalls"][head[j][6:]] = b["stalls"].get(head[j][6:], 0.0) + _num(r[j])
+        if e > 0:
+            b["n"] += 1
+            b["exec"] += e
+            words = r[i_src].split()
+            op = (words[1] if words and words[0].startswith("@") and len(words) > 1 else (words[0] if words else "")).split(".")[0]
+            if op in MARKS:
+                b["marks"][op] = b["marks"].get(op, 0) + 1
+    res = []
+    for k in sorted(out):
+        b = out[k]
+        if b["n"] == 0:
+            continue
+        top = sorted(b["stalls"].items(), key=lambda kv: -kv[1])[:3]
+        res.append((k*size, b["samples"], b["n"], b["exec"]/b["n"], top, b["marks"]))
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("inputs", nargs="+", help="NAME=FILE.csv")
     ap.add_argument("--json", default=None, help="append one JSON line per input here")
+    ap.add_argument("--buckets", type=int, default=0, help="also the executed code by address, buckets of BYTES")
     args = ap.parse_args()
     res = []
     for spec in args.inputs:
@@ -65,6 +108,12 @@ def main():
             st = ", ".join(f"{k[6:]} {v}" for k, v in list(s[c]["stalls"].items())[:8])
             print(f"  {c:8s} {s[c]['instructions']:6d} instr, {s[c]['executed']:10d} executed, "
                   f"{s[c]['samples']:6d} samples: {st}")
+        if args.buckets:
+            print(f"  {'offset':>8s} {'samples':>8s} {'share':>6s} {'instr':>6s} {'mean exec':>9s}  top stalls; marks")
+            for off, smp, n, mean, top, marks in buckets(path, args.buckets):
+                st = ", ".join(f"{k} {v:.0f}" for k, v in top if v)
+                mk = " ".join(f"{k}:{v}" for k, v in marks.items())
+                print(f"  {off:8x} {smp:8.0f} {100*smp/max(s['samples'], 1):5.1f}% {n:6d} {mean:9.0f}  {st}; {mk}")
     if args.json:
         with open(args.json, "a") as f:
             for s in res:
