@@ -60,7 +60,7 @@ fi
 el "build ok"
 [ -n "$FULL" ] && touch "$K/build.done"
 CHK=$(find "$K/b" -name se-backend-check -type f | head -1)
-# Nsight Compute, for the steps ncu, ncu2, ncudec, ncusrc
+# Nsight Compute, for the steps ncu, ncu2, ncudec, ncusrc, ncusrcdec, ncusplit, ncuprep
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 # the whole-model bench (bench/cuda_model_bench.py) against the installed FULL=1 build: mb SECONDS ARGS...;
 # the model is written on first use; $NCUPRE, if set, is put in front of python3 (a profiler)
@@ -81,6 +81,19 @@ ncu_model() {
             --metrics gpu__time_duration.sum --csv" mb 150 --lengths "${NM_LENGTH:-32768}" --modes $mode "$@" > "$O/${name}_$mode.csv"
         echo "== $mode"; python3 bench/ncu_kernel_summary.py "$O/${name}_$mode.csv"
     done
+}
+# ncu_source NAME PATTERN SKIP ONLY: Nsight Compute's source page (SASS, per-instruction stall samples) and details of
+# one launch of flash_attn_ext_f16 whose mangled name matches PATTERN (after SKIP such launches) in the kv 4096 timing
+# of se-backend-check perf --only ONLY: NAME.csv, NAME_details.txt, NAME.log
+ncu_source() {
+    local name=$1 pat=$2 skip=$3 only=$4
+    timeout 120 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
+        --launch-skip "$skip" --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/$name" \
+        "$CHK" perf --only "$only" --kv 4096 --rep 1 > "$O/$name.log" 2>&1
+    timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page source --print-source sass --csv > "$O/$name.csv" 2>> "$O/$name.log"
+    timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page details > "$O/${name}_details.txt" 2>> "$O/$name.log"
+    echo "== $name: $(wc -c < "$O/$name.csv") bytes"; head -c 600 "$O/$name.csv"; echo
+    grep -i "stall\|warp cycles\|issued" "$O/${name}_details.txt" | head -12
 }
 for st in "$@"; do
     l=$(left); [ "$l" -lt 20 ] && { el "no time for $st"; continue; }
@@ -142,21 +155,9 @@ for r in rows[1:]:
 PY
                   done ;;
         ncusrcdec) # per-instruction stall samples of the one-query mma kernel with Self-Extend (16 columns), kv 4096
-                  timeout 120 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*Li4ELi4E.*Li1EE" \
-                      --launch-skip 1 --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/ncusrcdec" \
-                      "$CHK" perf --only decode --kv 4096 --rep 1 > "$O/ncusrcdec.log" 2>&1
-                  timeout 60 "$NCU" --import "$K/ncusrcdec.ncu-rep" --page source --print-source sass --csv > "$O/ncusrcdec.csv" 2>> "$O/ncusrcdec.log"
-                  timeout 60 "$NCU" --import "$K/ncusrcdec.ncu-rep" --page details > "$O/ncusrcdec_details.txt" 2>> "$O/ncusrcdec.log"
-                  echo "== ncusrcdec: $(wc -c < "$O/ncusrcdec.csv") bytes"
-                  grep -i "duration\|stall\|warp cycles\|issued\|grid size\|registers" "$O/ncusrcdec_details.txt" | head -16 ;;
+                  ncu_source ncusrcdec "Li4ELi4E.*Li1EE" 1 decode ;;
         ncusrc)   for v in "stock Li0EE 0" "se_all_neighbor Li1EE 2"; do read -r name pat skip <<< "$v"
-                      timeout 120 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
-                          --launch-skip $skip --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/ncusrc_$name" \
-                          "$CHK" perf --only batch --kv 4096 --rep 1 > "$O/ncusrc_$name.log" 2>&1
-                      timeout 60 "$NCU" --import "$K/ncusrc_$name.ncu-rep" --page source --print-source sass --csv > "$O/ncusrc_$name.csv" 2>> "$O/ncusrc_$name.log"
-                      timeout 60 "$NCU" --import "$K/ncusrc_$name.ncu-rep" --page details > "$O/ncusrc_${name}_details.txt" 2>> "$O/ncusrc_$name.log"
-                      echo "== $name: $(wc -c < "$O/ncusrc_$name.csv") bytes"; head -c 600 "$O/ncusrc_$name.csv"; echo
-                      grep -i "stall\|warp cycles\|issued" "$O/ncusrc_${name}_details.txt" | head -12
+                      ncu_source "ncusrc_$name" "$pat" "$skip" batch
                   done ;;
         model)    mb $l --json "$O/model_bench.jsonl" ;;
         modeldec) # decode at the lengths where the mma route runs, by route and with CUDA graphs off
