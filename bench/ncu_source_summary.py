@@ -26,17 +26,21 @@ def _num(x):
         return 0.0
 
 
-def summarise(path):
+def read_page(path):
+    """The source page: (its first row, with the kernel name; the header; the instruction rows; the stall columns)."""
     rows = list(csv.reader(open(path, newline="")))
-    # first row: the kernel name, second: the header
     head = rows[1]
-    data = rows[2:]
+    stall_cols = [i for i, c in enumerate(head) if c.startswith("stall_") and "Not Issued" not in c]
+    return rows[0], head, rows[2:], stall_cols
+
+
+def summarise(page):
+    first, head, data, stall_cols = page
     i_samples = head.index("Warp Stall Sampling (All Samples)")
     i_exec = head.index("Instructions Executed")
-    stall_cols = [i for i, c in enumerate(head) if c.startswith("stall_") and "Not Issued" not in c]
     executed = [_num(r[i_exec]) for r in data]
     top = max(executed) if executed else 0.0
-    out = {"kernel": rows[0][1] if len(rows[0]) > 1 else "", "instructions": len(data),
+    out = {"kernel": first[1] if len(first) > 1 else "", "instructions": len(data),
            "code_kb": round(len(data) * 16 / 1024, 1)}
     loop_idx = [i for i, e in enumerate(executed) if e >= 0.2 * top]
     if loop_idx:
@@ -55,16 +59,14 @@ def summarise(path):
 MARKS = ("HMMA", "DMUL", "DFMA", "MUFU", "BAR", "LDGSTS", "LDG", "STG", "LDSM", "HFMA2", "SHFL")
 
 
-def buckets(path, size):
+def buckets(page, size):
     """Rows (offset, samples, distinct executed, mean executions, top stalls, marks) of the executed code."""
-    rows = list(csv.reader(open(path, newline="")))
-    head = rows[1]
+    _, head, rows, stall_cols = page
     i_addr = head.index("Address")
     i_src = head.index("Source")
     i_samples = head.index("Warp Stall Sampling (All Samples)")
     i_exec = head.index("Instructions Executed")
-    stall_cols = [i for i, c in enumerate(head) if c.startswith("stall_") and "Not Issued" not in c]
-    data = [r for r in rows[2:] if len(r) == len(head)]
+    data = [r for r in rows if len(r) == len(head)]
     a0 = int(data[0][i_addr], 16)
     out = {}
     for r in data:
@@ -99,7 +101,8 @@ def main():
     res = []
     for spec in args.inputs:
         name, _, path = spec.partition("=")
-        s = summarise(path)
+        page = read_page(path)
+        s = summarise(page)
         s["name"] = name
         res.append(s)
         print(f"{name}: {s['instructions']} instructions ({s['code_kb']} KB), loop span {s.get('loop_span_kb')} KB, "
@@ -110,7 +113,7 @@ def main():
                   f"{s[c]['samples']:6d} samples: {st}")
         if args.buckets:
             print(f"  {'offset':>8s} {'samples':>8s} {'share':>6s} {'instr':>6s} {'mean exec':>9s}  top stalls; marks")
-            for off, smp, n, mean, top, marks in buckets(path, args.buckets):
+            for off, smp, n, mean, top, marks in buckets(page, args.buckets):
                 st = ", ".join(f"{k} {v:.0f}" for k, v in top if v)
                 mk = " ".join(f"{k}:{v}" for k, v in marks.items())
                 print(f"  {off:8x} {smp:8.0f} {100*smp/max(s['samples'], 1):5.1f}% {n:6d} {mean:9.0f}  {st}; {mk}")
