@@ -96,10 +96,11 @@ class Model:
         assert ctx, "llama_init_from_model failed"
         return ctx
 
-    def decode(self, tokens, *, split="b64", flash_attn=True, kv_type=F16,
+    def decode(self, tokens, *, split="b64", flash_attn=True, kv_type=F16, v_type=None,
                self_extend=None, all_logits=True, stats=None):
         """Decode `tokens` at positions 0..T-1 in micro-batches; return the
         logits of every token (T, n_vocab) or of the last one (1, n_vocab).
+        v_type: the V cache type when it differs from kv_type (K's).
         stats: a dict that receives llama.cpp's graph reuse count (n_reused)."""
         lc = self.lc
         n_batch, n_ubatch, chunks = SPLITS[split]
@@ -108,7 +109,7 @@ class Model:
             chunks = [n - 24] + [1] * 24
         chunks = chunks or [n_batch] * (-(-n // n_batch))
         ctx = self.new_context(n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn,
-                               type_k=kv_type, type_v=kv_type)
+                               type_k=kv_type, type_v=kv_type if v_type is None else v_type)
         batch = lc.llama_batch_init(n_batch, 0, 1)
         out = []
         try:
@@ -379,3 +380,129 @@ def test_self_extend_bounds_promise_of_each_prefill_ubatch(tiny, caplog):
         seen.add(q0)
     assert seen == set(range(0, T - T % 64, 64)), sorted(seen)  # every full ubatch of the prompt
     assert any(g > 0 for g, *_ in found)
+
+
+def _llama_log(caplog):
+    lines = [r.getMessage() for r in caplog.records if r.name == "se_local.llama"]
+    if not lines:
+        pytest.skip("llama.cpp's log does not reach Python logging here (se_local not importable)")
+    return "\n".join(lines)
+
+
+PORTABLE_LINE = "Self-Extend: the portable path (existing ggml ops)"
+
+
+@pytest.mark.parametrize("split", ["b64", "prompt+decode"])
+@pytest.mark.parametrize("pos_min", [0, -1])
+def test_portable_path_under_flash_attention(tiny, split, pos_min, monkeypatch, caplog):
+    """Where a layer's device does not support the fused Self-Extend op (CUDA: head sizes other than 64
+    and 128; Metal), a flash-attention context runs Self-Extend through the portable path on that device,
+    with the V cache in flash attention's layout. LLAMA_SE_PORTABLE=1 takes that route here: the same
+    reference within the f16 tolerance, the log line that says so, and not the fused op's rounding."""
+    m, w, hp, dtype = tiny
+    self_extend_fn(m.lc)
+    caplog.set_level(logging.INFO, logger="se_local.llama")
+    ref = reference_logits(w, hp, dtype, group=SE_G, window=SE_W, pos_min=pos_min)
+    toks = tokens_for(hp)
+    se = (SE_G, SE_W, pos_min)
+    fused = m.decode(toks, split=split, flash_attn=True, self_extend=se)
+    assert PORTABLE_LINE not in _llama_log(caplog)
+    monkeypatch.setenv("LLAMA_SE_PORTABLE", "1")
+    caplog.clear()
+    got = m.decode(toks, split=split, flash_attn=True, self_extend=se)
+    assert PORTABLE_LINE in _llama_log(caplog)
+    assert_close(got, ref, TOL_F16, "all-token logits, portable path under flash attention")
+    assert not np.array_equal(got[L:], fused[L:]), "the fused op ran, not the portable path"
+    if pos_min == -1 and split == "b64":   # ubatches within L: stock flash attention on both routes
+        np.testing.assert_array_equal(got[:L], fused[:L])
+
+
+def test_portable_fallback_keeps_a_quantized_v_cache_on_the_op(oracle_llama_cpp, oracle_tiny_llama_factory,
+                                                               monkeypatch, caplog):
+    """A quantized V cache has no portable path (it needs V transposed): the op stays where the scheduler
+    puts it, with a log line, instead of an abort."""
+    Q8_0 = 8
+    path, w, hp = oracle_tiny_llama_factory("f32", n_embd=128, n_head=4, n_head_kv=2)   # head size 32
+    m = Model(oracle_llama_cpp, path)
+    try:
+        self_extend_fn(m.lc)
+        caplog.set_level(logging.INFO, logger="se_local.llama")
+        toks = tokens_for(hp)
+        se = (SE_G, SE_W, 0)
+        fused = m.decode(toks, kv_type=Q8_0, self_extend=se)
+        monkeypatch.setenv("LLAMA_SE_PORTABLE", "1")
+        caplog.clear()
+        got = m.decode(toks, kv_type=Q8_0, self_extend=se)
+        log = _llama_log(caplog)
+        assert "the op runs on the CPU (a quantized V cache has no portable path)" in log
+        assert PORTABLE_LINE not in log
+        np.testing.assert_array_equal(got, fused)
+        ref = llama_forward(w, hp, toks, group=SE_G, window=SE_W, pos_min=0)
+        assert_close(got, ref, 5e-2, "all-token logits, q8_0 KV")
+    finally:
+        m.close()
+
+
+Q8_0 = 8
+TOL_Q8_0 = 0.1   # q8_0 K and V: vanilla attention measured 0.057 of the logit scale (head size 64), SE 0.066
+
+
+@pytest.mark.parametrize("flash_attn", [True, False])
+def test_self_extend_with_a_quantized_k_cache(oracle_llama_cpp, oracle_tiny_llama_factory, flash_attn):
+    """llama.cpp stores a quantized K cache Hadamard-rotated when the head size is a multiple of 64 (queries
+    rotated alike, so q.k is unchanged), but a RoPE re-rotation of such keys is not the grouped key: with
+    Self-Extend set, K is stored without that rotation. Head size 64, q8_0 K and V, against Algorithm 1
+    (with the rotation the error was 1.14 of the logit scale, as large as Self-Extend's own effect)."""
+    path, w, hp = oracle_tiny_llama_factory("f32", n_embd=256, n_head=4, n_head_kv=2)   # head size 64
+    m = Model(oracle_llama_cpp, path)
+    try:
+        self_extend_fn(m.lc)
+        toks = tokens_for(hp)
+        ref = llama_forward(w, hp, toks, group=SE_G, window=SE_W, pos_min=0)
+        van = llama_forward(w, hp, toks)
+        assert np.abs(ref - van).max() / np.abs(ref).max() > 5 * TOL_Q8_0   # the SE effect, ~1
+        # q8_0 K; V q8_0 too with flash attention (llama.cpp needs it for a quantized V cache), else f16
+        ctx_kw = dict(flash_attn=flash_attn, kv_type=Q8_0, v_type=Q8_0 if flash_attn else F16)
+        got = m.decode(toks, self_extend=(SE_G, SE_W, 0), **ctx_kw)
+        assert_close(got, ref, TOL_Q8_0, "all-token logits, q8_0 KV, Self-Extend")
+        vanilla = m.decode(toks, **ctx_kw)     # the rotation stays on without Self-Extend
+        assert_close(vanilla, van, TOL_Q8_0, "all-token logits, q8_0 KV, vanilla")
+    finally:
+        m.close()
+
+
+def test_self_extend_switch_refused_on_a_rotated_k_cache_with_keys(oracle_llama_cpp, oracle_tiny_llama_factory):
+    """Turning Self-Extend on or off changes how a quantized K cache stores keys: refused (-5) while the cache
+    holds keys, allowed once it is cleared."""
+    path, w, hp = oracle_tiny_llama_factory("f32", n_embd=256, n_head=4, n_head_kv=2)   # head size 64
+    m = Model(oracle_llama_cpp, path)
+    lc = m.lc
+    fn = self_extend_fn(lc)
+    batch = lc.llama_batch_init(8, 0, 1)
+    ctxs = []
+    try:
+        def decode8(ctx):
+            batch.n_tokens = 8
+            for b in range(8):
+                batch.token[b], batch.pos[b], batch.n_seq_id[b], batch.logits[b] = 5 + b, b, 1, 0
+                batch.seq_id[b][0] = 0
+            assert lc.llama_decode(ctx, batch) == 0
+
+        rotated = m.new_context(type_k=Q8_0, type_v=Q8_0)
+        plain = m.new_context(type_k=F16, type_v=F16)
+        ctxs += [rotated, plain]
+        for ctx in (rotated, plain):
+            decode8(ctx)
+        assert fn(plain, SE_G, SE_W, 0) == 0          # an f16 cache has no rotation
+        assert fn(rotated, SE_G, SE_W, 0) == -5
+        assert fn(rotated, 1, SE_W, 0) == 0           # no change: allowed
+        lc.llama_memory_clear(lc.llama_get_memory(rotated), True)
+        assert fn(rotated, SE_G, SE_W, 0) == 0
+        decode8(rotated)
+        assert fn(rotated, SE_G, SE_W, -1) == 0       # new parameters, same layout
+        assert fn(rotated, 1, SE_W, 0) == -5          # off again: the keys were stored without the rotation
+    finally:
+        lc.llama_batch_free(batch)
+        for ctx in ctxs:
+            lc.llama_free(ctx)
+        m.close()
