@@ -35,6 +35,7 @@ __all__ = [
     "lib",
     "llama_cpp",
     "recent_errors",
+    "self_extend_path",
     "set_self_extend",
 ]
 
@@ -196,7 +197,9 @@ def backend_init() -> None:
 # What our patches add
 # ---------------------------------------------------------------------------
 
-HAS_SELF_EXTEND: bool = hasattr(lib, "llama_set_self_extend") and hasattr(lib, "llama_get_self_extend")
+HAS_SELF_EXTEND: bool = all(
+    hasattr(lib, name) for name in ("llama_set_self_extend", "llama_get_self_extend", "llama_get_self_extend_fused")
+)
 """Whether the loaded library carries the Self-Extend patch."""
 
 if HAS_SELF_EXTEND:
@@ -234,6 +237,12 @@ if HAS_SELF_EXTEND:
         """Read a context's Self-Extend group size, neighbor window and ``pos_min``."""
         ...
 
+    # LLAMA_API bool llama_get_self_extend_fused(const struct llama_context * ctx);
+    @_ctypes_function("llama_get_self_extend_fused", [llama_cpp.llama_context_p_ctypes], ctypes.c_bool)
+    def llama_get_self_extend_fused(ctx, /) -> bool:
+        """Whether Self-Extend is set and runs in the fused flash-attention op (else the portable path)."""
+        ...
+
 
 def set_self_extend(ctx, n_group: int, n_window: int, pos_min: int = -1) -> int:
     """Set Self-Extend on ``ctx``; return llama.cpp's code (0 = success, < 0 = refused).
@@ -259,6 +268,15 @@ def set_self_extend(ctx, n_group: int, n_window: int, pos_min: int = -1) -> int:
             "try a smaller --target-ctx or batch size, or fewer GPU layers (the se_local.llama log has details)"
         )
     return rc
+
+
+def self_extend_path(ctx) -> str:
+    """How Self-Extend runs on ``ctx``: ``"fused"`` (the flash-attention op), ``"portable"`` (existing ggml ops:
+    flash attention off, or a GPU without the fused op for this model, e.g. CUDA at head sizes other than 64 and
+    128, or Metal) or ``"off"``."""
+    if get_self_extend(ctx)[0] <= 1:
+        return "off"
+    return "fused" if llama_get_self_extend_fused(ctx) else "portable"
 
 
 def get_self_extend(ctx) -> Tuple[int, int, int]:

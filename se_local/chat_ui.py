@@ -355,7 +355,8 @@ class ChatUI:
 def _attention(m: Model) -> str:
     p = m.plan
     if p.self_extend and m.self_extend_active:
-        return f"Self-Extend G={p.G} W={p.W} (L={p.L:,}, reach {p.reach:,})"
+        path = ", portable path" if m.self_extend_path == "portable" else ""
+        return f"Self-Extend G={p.G} W={p.W} (L={p.L:,}, reach {p.reach:,}{path})"
     if p.self_extend:
         return f"Self-Extend unavailable, vanilla attention beyond L={p.L:,}"
     return f"plain attention (L={p.L:,})"

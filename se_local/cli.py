@@ -359,10 +359,15 @@ def _stop_progress_on_first(responses: Iterator[Any], progress: _PrefillProgress
     yield from responses
 
 
+def _portable(m: Any) -> str:
+    """A note when Self-Extend runs through the portable path (slower; more compute memory)."""
+    return ", portable path" if m.self_extend_path == "portable" else ""
+
+
 def _stats(r: Any, m: Any) -> str:
     p: Plan = m.plan
     if p.self_extend and m.self_extend_active:
-        se = f"Self-Extend G={p.G} W={p.W}"
+        se = f"Self-Extend G={p.G} W={p.W}" + _portable(m)
     elif p.self_extend:
         se = f"Self-Extend unavailable (plan G={p.G} W={p.W}), vanilla"
     else:
@@ -573,7 +578,7 @@ def serve(
     try:
         web_app = server.create_app(llm, model_alias=alias, api_key=api_key, host=host, port=port)
         p: Plan = llm.plan
-        se = f"Self-Extend G={p.G} W={p.W}" if llm.self_extend_active else "plain attention"
+        se = f"Self-Extend G={p.G} W={p.W}{_portable(llm)}" if llm.self_extend_active else "plain attention"
         err.print(
             f"serving {escape(Path(llm.model_path).name)} (n_ctx={llm.n_ctx()}, {se}, L={p.L}) "
             f"at http://{host}:{port}/v1 · Ctrl-C stops",

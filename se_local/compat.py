@@ -77,6 +77,7 @@ class Llama(llama_cpp.Llama):
     ) -> None:
         self.self_extend_active = False
         """Whether Self-Extend is switched on in the native context."""
+        self.self_extend_path = "off"  # "fused" or "portable" once set (see se_local.Model.self_extend_path)
         path = Path(model_path).expanduser() if model_path is not None else default_model_path()
         info = read_info(path)
         n_ctx = llama_kwargs.pop("n_ctx", None)
@@ -118,6 +119,7 @@ class Llama(llama_cpp.Llama):
                 f"({self._se_info.architecture}, code {rc}); see the se_local.llama log"
             )
         self.self_extend_active = True
+        self.self_extend_path = _lib.self_extend_path(self._ctx.ctx)
 
     @property
     def plan(self) -> Plan:

@@ -142,6 +142,9 @@ class Model:
         self._native = threading.RLock()  # held during every native call on the model or context
         self.self_extend_active = False
         """Whether Self-Extend is switched on in the native context."""
+        self.self_extend_path = "off"
+        """How it runs there: ``"fused"`` (the flash-attention op), ``"portable"`` (existing ggml ops: flash
+        attention off, or a GPU without the fused op for this model) or ``"off"``."""
 
         self.path = Path(path).expanduser() if path is not None else default_model_path()
         check_model_file(self.path)  # what would make llama.cpp abort the process
@@ -227,6 +230,7 @@ class Model:
                 f"({self._info.architecture}, code {rc}){_why()}"
             )
         self.self_extend_active = True
+        self.self_extend_path = _lib.self_extend_path(self._ctx)
 
     def close(self) -> None:
         """Free the native context and model (safe to call twice, or after a failed init).

@@ -158,3 +158,16 @@ def test_run_missing_prompt_file(pkg_cli, tmp_path):
     r = pkg_cli("run", "-f", tmp_path / "nope.txt", *RUN)
     assert r.returncode == 1 and r.stdout == ""
     assert "cannot read the prompt file" in one_error_line(r.stderr)
+
+
+def test_run_status_names_the_portable_path(pkg_cli, pkg_native):
+    """The status line says when Self-Extend runs through the portable path (here: --no-flash-attn)."""
+    if not pkg_native.HAS_SELF_EXTEND:
+        pytest.skip("the library has no Self-Extend")
+    r = pkg_cli("run", "--raw", "Hi", "-n", "1", "--target-ctx", "16k", "--threads", "2", "--temp", "0",
+                "--no-flash-attn")
+    assert r.returncode == 0, r.stderr
+    assert "Self-Extend G=6 W=1024, portable path" in r.stderr
+    r = pkg_cli("run", "--raw", "Hi", "-n", "1", "--target-ctx", "16k", "--threads", "2", "--temp", "0")
+    assert r.returncode == 0, r.stderr
+    assert "Self-Extend G=6 W=1024 (L=8192" in r.stderr

@@ -119,7 +119,7 @@ def test_self_extend_is_on_in_the_context(tiny_long, pkg_native):
     _, llm, _ = tiny_long
     if not pkg_native.HAS_SELF_EXTEND:
         pytest.skip("the library has no Self-Extend")
-    assert llm.self_extend_active
+    assert llm.self_extend_active and llm.self_extend_path == "fused"
     assert pkg_native.get_self_extend(llm._ctx.ctx) == (16, 64, 256)
     assert "G=16 W=64" in repr(llm)
 

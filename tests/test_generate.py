@@ -275,8 +275,29 @@ def test_beyond_trained_length_plans_self_extend(smollm2_path, pkg_native):
             assert m.self_extend_active == pkg_native.HAS_SELF_EXTEND
             if pkg_native.HAS_SELF_EXTEND:
                 assert pkg_native.get_self_extend(m._ctx)[:2] == (6, 1024)
+                assert m.self_extend_path == "fused"   # flash attention on, the CPU has the fused op
     unavailable = [w for w in caught if "no Self-Extend" in str(w.message)]
     assert bool(unavailable) == (not pkg_native.HAS_SELF_EXTEND)
+
+
+@pytest.mark.parametrize("how", ["flash_attn=False", "LLAMA_SE_PORTABLE=1"])
+def test_self_extend_path_reports_the_portable_path(smollm2_path, pkg_native, monkeypatch, how):
+    """Model.self_extend_path says when Self-Extend runs through the portable path: flash attention off, or a
+    device without the fused op (on a GPU; LLAMA_SE_PORTABLE=1 takes that route on the CPU too)."""
+    from se_local import Model
+
+    if not pkg_native.HAS_SELF_EXTEND:
+        pytest.skip("the library has no Self-Extend")
+    kw = {}
+    if how == "flash_attn=False":
+        kw["flash_attn"] = False
+    else:
+        monkeypatch.setenv("LLAMA_SE_PORTABLE", "1")
+    with Model(smollm2_path, target_ctx=16384, n_threads=2, **kw) as m:
+        assert m.self_extend_active and m.self_extend_path == "portable"
+        assert pkg_native.self_extend_path(m._ctx) == "portable"
+    with Model(smollm2_path, target_ctx=1024, n_threads=2, **kw) as m:   # within L: no Self-Extend
+        assert not m.self_extend_active and m.self_extend_path == "off"
 
 
 def _broken_utf8(data):
