@@ -38,10 +38,10 @@ class _Grab(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def write_model(path, n_layer, n_ff):
+def write_model(path, n_layer, n_ff, head_size=128):
     from tests.tinymodel import write_tiny_llama
     t = time.time()
-    write_tiny_llama(path, n_ctx_train=8192, n_embd=4096, n_layer=n_layer, n_head=32, n_head_kv=8,
+    write_tiny_llama(path, n_ctx_train=8192, n_embd=32 * head_size, n_layer=n_layer, n_head=32, n_head_kv=8,
                      n_ff=n_ff, n_vocab=320, rope_base=500000.0, dtype="f16", seed=0)
     print(f"wrote {path} ({os.path.getsize(path)/1e6:.0f} MB) in {time.time() - t:.1f} s", flush=True)
 
@@ -60,6 +60,7 @@ def run(model, n, se, args, grab):
     G, W = se
     if G > 1:
         assert _lib.set_self_extend(ctx, G, W, 0) == 0
+    route = [ln.strip() for ln in grab.lines if "Self-Extend" in ln and ("portable" in ln or "enabled" in ln)]
     kv_lines = [ln.strip() for ln in grab.lines if "llama_kv_cache: size" in ln or "KV buffer size" in ln]
     rng = np.random.default_rng(n)
     toks = rng.integers(3, 320, size=n + 64).astype(np.int32)
@@ -116,7 +117,7 @@ def run(model, n, se, args, grab):
                 prefill_in_decode_calls_s=t_calls,
                 decode_step_ms_median=1e3 * float(np.median(steps)), decode_step_ms_min=1e3 * min(steps),
                 first_step_ms=1e3 * first_step,
-                kv_log=kv_lines, state_bytes=int(state))
+                kv_log=kv_lines, route_log=route, state_bytes=int(state))
 
 
 def _profiler():
@@ -130,6 +131,8 @@ def main():
     ap.add_argument("--write", default=None, help="write the random Llama-3-8B-shaped GGUF here")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--n-ff", type=int, default=2048)
+    ap.add_argument("--head-size", type=int, default=128,
+                    help="with --write: n_embd = 32 x this (128: Llama-3-8B; e.g. 96, whose Self-Extend has no CUDA kernel)")
     ap.add_argument("--write-only", action="store_true")
     ap.add_argument("--lengths", default="4096,16384,32768,65536")
     ap.add_argument("--se", default="8:1024", help="G:W of the Self-Extend runs")
@@ -138,7 +141,9 @@ def main():
     ap.add_argument("--ubatch", type=int, default=512)
     ap.add_argument("--n-gen", type=int, default=32)
     ap.add_argument("--kv", choices=["f16", "q8_0"], default="f16")
-    ap.add_argument("--modes", default="stock,se", help="which runs, in this order (a ratio needs both)")
+    ap.add_argument("--modes", default="stock,se",
+                    help="which runs, in this order (a ratio needs stock first): stock, se (the route llama.cpp picks), "
+                         "se-portable / se-op (LLAMA_SE_PORTABLE=1 / =0: the portable path, the op where it is scheduled)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="bracket the first K decode steps with cuProfilerStart/Stop (for ncu --profile-from-start off)")
     ap.add_argument("--profile-ubatch", type=int, default=None,
@@ -151,7 +156,7 @@ def main():
 
     path = args.model or args.write
     if args.write and not (args.model and os.path.exists(args.model)):
-        write_model(args.write, args.layers, args.n_ff)
+        write_model(args.write, args.layers, args.n_ff, args.head_size)
     if args.write_only:
         return
 
@@ -175,17 +180,23 @@ def main():
     rows = {}
     for n in [int(x) for x in args.lengths.split(",")]:
         for mode in args.modes.split(","):
-            se = {"stock": (1, 0), "se": (G, W)}[mode]
-            r = run(model, n, se, args, grab)
+            se = (1, 0) if mode == "stock" else (G, W)
+            env = {"se-portable": "1", "se-op": "0"}.get(mode)
+            if env is not None:
+                os.environ["LLAMA_SE_PORTABLE"] = env
+            try:
+                r = run(model, n, se, args, grab)
+            finally:
+                os.environ.pop("LLAMA_SE_PORTABLE", None)
             rows[(n, mode)] = r
             kv = next((re.sub(r".*size\s*=\s*", "", ln) for ln in r["kv_log"] if "size" in ln), "?")
             print(f"{n:>6} {mode:>8} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {kv:>24}"
                   f"  step median {r['decode_step_ms_median']:.3f} ms, first {r['first_step_ms']:.1f} ms;"
                   f" prefill {r['prefill_s']:.3f} s, {r['prefill_in_decode_calls_s']:.3f} s in llama_decode", flush=True)
             rec = {"mode": mode, "n_tokens": n, "G": se[0], "W": se[1], "pos_min": 0, "layers": args.layers,
-                   "n_ff": args.n_ff, "shape": "llama3-8b attention (4096, 32/8 heads, D128)", "kv_type": args.kv,
+                   "n_ff": args.n_ff, "shape": f"32/8 heads, D{lc.llama_model_n_embd(model) // 32}", "kv_type": args.kv,
                    "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, "tag": args.tag, **r}
-            if mode == "se" and (n, "stock") in rows:
+            if mode != "stock" and (n, "stock") in rows:
                 s = rows[(n, "stock")]
                 rec["prefill_vs_stock"] = r["prefill_tok_s"] / s["prefill_tok_s"]
                 rec["decode_vs_stock"] = r["decode_tok_s"] / s["decode_tok_s"]
