@@ -8,9 +8,12 @@
 #           bash bench/cuda_route_device.sh stage1 .carry/a      (starts the CUDA build in the background)
 #   call 2, carry .carry/b (smol.part.ab: the rest of the GGUF):
 #           bash bench/cuda_route_device.sh stage2 .carry/b      (everything else; logs and JSON to $OUT)
+# PK16 / PK32 (default 660 / 1320 filler blocks: 15,908 / 31,748 tokens) shorten the prompts for a dry run.
 K=${KEEP:-/tmp/keep}
 O=${OUT:-/tmp/out}
 C=$2
+A=${PK16:-660}
+B=${PK32:-1320}
 MODEL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 mkdir -p "$O" "$K"
 t0=$(date +%s)
@@ -35,9 +38,9 @@ stage2)
     cd "$K/src" || exit 1
     export PYTHONPATH=$K/site:$K/src PYTHONUNBUFFERED=1
     el "transformers reference (GPU) while the build runs"
-    (timeout 400 python3 bench/se_hf_reference.py -m "$M" --blocks 660 --depths 0.1,0.5,0.9 --se 6:1024 --se 8:512 \
-        --dump-logits "$K/hf660.npz" && timeout 200 python3 bench/se_hf_reference.py -m "$M" --blocks 1320 \
-        --depths 0.1,0.5,0.9 --se 12:1024 --dump-logits "$K/hf1320.npz") > "$O/hf_passkey.jsonl" 2> "$K/hf.err" &
+    (timeout 400 python3 bench/se_hf_reference.py -m "$M" --blocks $A --depths 0.1,0.5,0.9 --se 6:1024 --se 8:512 \
+        --dump-logits "$K/hf$A.npz" && timeout 200 python3 bench/se_hf_reference.py -m "$M" --blocks $B \
+        --depths 0.1,0.5,0.9 --se 12:1024 --dump-logits "$K/hf$B.npz") > "$O/hf_passkey.jsonl" 2> "$K/hf.err" &
     hf=$!
     while [ ! -e "$K/build.done" ] && [ ! -e "$K/build.fail" ]; do sleep 2; done
     el "build: $(tail -1 "$K/build.log")"
@@ -46,11 +49,11 @@ stage2)
     el "route check, every layer on the GPU"
     timeout 120 python3 bench/cuda_route_check.py --head-sizes 64,96,128,256 --gpu-layers 99 --json "$O/route_gpu.jsonl" 2>&1 | grep -v '^llama\|^load'
     el "passkey prompts through the library (GPU, flash attention on)"
-    for a in "660 6:1024:0 8:512:0" "1320 12:1024:0"; do set -- $a
+    for a in "$A 6:1024:0 8:512:0" "$B 12:1024:0"; do set -- $a
         timeout 100 python3 bench/passkey_probe.py -m "$M" --blocks $1 --depths 0.1,0.5,0.9 ${2:+--se $2} ${3:+--se $3} \
             --gpu-layers 99 --threads 16 --dump-logits "$K/lib$1.npz" 2>&1 | grep '^{' | tee -a "$O/lib_passkey.jsonl"
     done
-    timeout 60 python3 bench/passkey_probe.py -m "$M" --blocks 660 --depths 0.1,0.5,0.9 --se 6:1024:0 --kv q8_0 \
+    timeout 60 python3 bench/passkey_probe.py -m "$M" --blocks $A --depths 0.1,0.5,0.9 --se 6:1024:0 --kv q8_0 \
         --gpu-layers 99 --threads 16 2>&1 | grep '^{' | tee -a "$O/lib_passkey.jsonl"
     el "model bench, head size 96 (no CUDA kernel for Self-Extend): stock, the portable path, the op on the CPU"
     timeout 100 python3 bench/cuda_model_bench.py --write "$K/d96.gguf" --head-size 96 --lengths 4096,16384 \
@@ -60,7 +63,7 @@ stage2)
     el "waiting for the transformers reference"
     wait $hf; tail -3 "$K/hf.err" | grep -v Warn
     cat "$O/hf_passkey.jsonl"
-    for n in 660 1320; do python3 bench/cuda_compare_logits.py "$K/hf$n.npz" "$K/lib$n.npz" --label-a transformers \
+    for n in $A $B; do python3 bench/cuda_compare_logits.py "$K/hf$n.npz" "$K/lib$n.npz" --label-a transformers \
         --label-b lib_gpu_fused | tee -a "$O/compare_logits.jsonl"; done
     el "done"
     ;;
