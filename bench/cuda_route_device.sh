@@ -3,7 +3,8 @@
 # portable path on the GPU where the op has no kernel), the quantized-K-cache fix, and SmolLM2 passkey prompts
 # through our library next to a transformers-based Algorithm 1 (bench/se_hf_reference.py). Two calls, the second
 # within 30 s of the first (the 98 MB model travels in two halves):
-#   call 1, carry .carry/a (llama.cpp.tar.xz: the pinned tree, trimmed; site.tar.xz: llama_cpp, gguf, diskcache;
+#   call 1, carry .carry/a (llama.cpp.tar.xz: the pinned tree, trimmed; site.tar.xz: llama_cpp, diskcache and gguf
+#           with its dist-info folder (transformers reads gguf's version; without it the reference step fails);
 #           smol.part.aa: the first 50,000,000 bytes of SmolLM2-135M-Instruct.Q4_1.gguf):
 #           bash bench/cuda_route_device.sh stage1 .carry/a      (starts the CUDA build in the background)
 #   call 2, carry .carry/b (smol.part.ab: the rest of the GGUF):
