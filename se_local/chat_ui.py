@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .chat import ChatSession, suggested_target_ctx
+from .cli import _portable
 from .errors import ContextLengthError, SeLocalError
 from .generate import GenerationResponse
 from .model import Model
@@ -355,8 +356,7 @@ class ChatUI:
 def _attention(m: Model) -> str:
     p = m.plan
     if p.self_extend and m.self_extend_active:
-        path = ", portable path" if m.self_extend_path == "portable" else ""
-        return f"Self-Extend G={p.G} W={p.W} (L={p.L:,}, reach {p.reach:,}{path})"
+        return f"Self-Extend G={p.G} W={p.W} (L={p.L:,}, reach {p.reach:,}{_portable(m)})"
     if p.self_extend:
         return f"Self-Extend unavailable, vanilla attention beyond L={p.L:,}"
     return f"plain attention (L={p.L:,})"

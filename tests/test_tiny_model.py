@@ -310,6 +310,14 @@ def test_set_self_extend_rejects_bad_arguments(tiny):
         m.lc.llama_free(ctx)
 
 
+def llama_log_lines(caplog):
+    """llama.cpp's log lines that se_local routed to the logger se_local.llama (skip if none arrive)."""
+    lines = [r.getMessage() for r in caplog.records if r.name == "se_local.llama"]
+    if not lines:
+        pytest.skip("llama.cpp's log does not reach Python logging here (se_local not importable)")
+    return lines
+
+
 @pytest.mark.parametrize("split,pos_min,n_reserve", [
     ("b64", 0, 1),          # every ubatch Self-Extended: one reserve, at the first decode
     ("b64", -1, 2),         # adaptive (L = 256): once for the plain ubatches, once at the first past L
@@ -325,9 +333,7 @@ def test_self_extend_reserves_compute_buffers_once(tiny, split, pos_min, n_reser
     self_extend_fn(m.lc)
     caplog.set_level(logging.DEBUG, logger="se_local.llama")
     got = m.decode(tokens_for(hp), split=split, self_extend=(SE_G, SE_W, pos_min))
-    lines = [r.getMessage() for r in caplog.records if r.name == "se_local.llama"]
-    if not lines:
-        pytest.skip("llama.cpp's log does not reach Python logging here (se_local not importable)")
+    lines = llama_log_lines(caplog)
     ref = reference_logits(w, hp, dtype, group=SE_G, window=SE_W, pos_min=pos_min)
     assert_close(got, ref, TOL_F16, "all-token logits")
     reserves = sum(ln.strip().startswith("sched_reserve: reserving ...") for ln in lines)
@@ -361,9 +367,7 @@ def test_self_extend_bounds_promise_of_each_prefill_ubatch(tiny, caplog):
     caplog.set_level(logging.DEBUG, logger="se_local.llama")
     m.decode(tokens_for(hp), split="b64", self_extend=(SE_G, SE_W, 0), all_logits=False)
     pat = re.compile(r"Self-Extend bounds: (\d+) grouped, (\d+) neighbor keys of (\d+), queries (\d+)\.\.(\d+)")
-    lines = [r.getMessage() for r in caplog.records if r.name == "se_local.llama"]
-    if not lines:
-        pytest.skip("llama.cpp's log does not reach Python logging here (se_local not importable)")
+    lines = llama_log_lines(caplog)
     found = [tuple(map(int, g.groups())) for g in (pat.search(ln) for ln in lines) if g]
     assert found, "no Self-Extend bounds in llama.cpp's log"
     seen = set()
@@ -380,13 +384,6 @@ def test_self_extend_bounds_promise_of_each_prefill_ubatch(tiny, caplog):
         seen.add(q0)
     assert seen == set(range(0, T - T % 64, 64)), sorted(seen)  # every full ubatch of the prompt
     assert any(g > 0 for g, *_ in found)
-
-
-def _llama_log(caplog):
-    lines = [r.getMessage() for r in caplog.records if r.name == "se_local.llama"]
-    if not lines:
-        pytest.skip("llama.cpp's log does not reach Python logging here (se_local not importable)")
-    return "\n".join(lines)
 
 
 PORTABLE_LINE = "Self-Extend: the portable path (existing ggml ops)"
@@ -406,11 +403,11 @@ def test_portable_path_under_flash_attention(tiny, split, pos_min, monkeypatch, 
     toks = tokens_for(hp)
     se = (SE_G, SE_W, pos_min)
     fused = m.decode(toks, split=split, flash_attn=True, self_extend=se)
-    assert PORTABLE_LINE not in _llama_log(caplog)
+    assert PORTABLE_LINE not in "\n".join(llama_log_lines(caplog))
     monkeypatch.setenv("LLAMA_SE_PORTABLE", "1")
     caplog.clear()
     got = m.decode(toks, split=split, flash_attn=True, self_extend=se)
-    assert PORTABLE_LINE in _llama_log(caplog)
+    assert PORTABLE_LINE in "\n".join(llama_log_lines(caplog))
     assert_close(got, ref, TOL_F16, "all-token logits, portable path under flash attention")
     assert not np.array_equal(got[L:], fused[L:]), "the fused op ran, not the portable path"
     if pos_min == -1 and split == "b64":   # ubatches within L: stock flash attention on both routes
@@ -433,7 +430,7 @@ def test_portable_fallback_keeps_a_quantized_v_cache_on_the_op(oracle_llama_cpp,
         monkeypatch.setenv("LLAMA_SE_PORTABLE", "1")
         caplog.clear()
         got = m.decode(toks, kv_type=Q8_0, self_extend=se)
-        log = _llama_log(caplog)
+        log = "\n".join(llama_log_lines(caplog))
         assert "the op runs on the CPU (a quantized V cache has no portable path)" in log
         assert PORTABLE_LINE not in log
         np.testing.assert_array_equal(got, fused)
