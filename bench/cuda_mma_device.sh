@@ -22,6 +22,9 @@
 #                     none: the defaults; e.g. GGML_CUDA_SE_SPLIT_PREP=3), ncusplit_<kv>[_<setting>].csv
 #             ncuprep: Nsight Compute sections (throughput, occupancy, warp states) of the split route's preparation at
 #                     kv 4096, its three parts launched apart (GGML_CUDA_SE_SPLIT_PREP=3), ncuprep.txt
+#             perfneox: the NEOX shape (Qwen2.5-7B heads) through the routes it took before NEOX pairs ran in
+#                     llama.cpp's mma kernel: batches in the mma kernel of fattn-se.cu (GGML_CUDA_SE_MMA=old), one query
+#                     in the vector kernel (GGML_CUDA_SE_DEC=vec); perf_batch_neox_old.jsonl, perf_decode_neox_vec.jsonl
 #             checkfused/perffused: batches without the split route (GGML_CUDA_SE_SPLIT=0: the fused Self-Extend kernel
 #                     for all keys, also where the grouped keys are promised)
 #             ncudec: the GPU time of every kernel of the decode ops at kv 4096 (Nsight Compute, caches flushed
@@ -102,6 +105,8 @@ for st in "$@"; do
         check)    timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         checkfused) GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_fused.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
         perffused)  GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_fused.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        perfneox)   GGML_CUDA_SE_MMA=old timeout $l "$CHK" perf --only batch --shape NEOX --json "$O/perf_batch_neox_old.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
+                    GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --shape NEOX --json "$O/perf_decode_neox_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU" ;;
         perfnbr1)   GGML_CUDA_SE_SPLIT_NBR=1 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_nbr1.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         checksplit) for v in ${SPLIT_VARIANTS:-SEG=0 BAND=se ACC=0 CHUNK=4096 MIN=64}; do
                         echo "== GGML_CUDA_SE_SPLIT_$v"

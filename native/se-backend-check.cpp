@@ -8,6 +8,7 @@
 //       GPU time of the SE op vs the stock op (same shapes, SE off) at kv 4k/16k/32k/64k, decode and prefill
 //   --only decode|batch: only the cases with one query (decode) or with several (check and perf)
 //   --kv N, --rep R (perf): only KV length N; R copies of the op per graph and one timed compute (for a profiler)
+//   --shape S (perf): only the shapes whose name contains S (e.g. NEOX)
 //   --no-bounds: leave out the promise of the grouped and the neighbor keys (ggml_flash_attn_ext_set_self_extend_bounds)
 //       that llama.cpp gives with each batch and that the CUDA prefill uses to compute them with stock attention
 //
@@ -51,6 +52,7 @@ static bool g_bounds = true; // promise the grouped and the neighbor keys (ggml_
 
 static int g_kv  = 0; // perf: only this KV length (0: all)
 static int g_rep = 0; // perf: copies of the op per graph, one timed compute (0: the defaults, best of 5)
+static const char * g_shape = nullptr; // perf: only the shapes whose name contains this
 
 static bool case_selected(const fa_case & c) {
     return (g_only == 0 || (g_only == 1) == (c.n_q == 1)) && (g_kv == 0 || c.n_kv == g_kv);
@@ -303,6 +305,13 @@ static std::vector<fa_case> check_cases(bool quick) {
     // one query through the mma kernel's 16-column instances: the window edge inside a K tile, gapped positions, GQA 8
     cs.push_back({128, 2, 4,   1, 16384, 1, F16,  8, 1000,    0, NORM, 1, 0.0f});
     cs.push_back({128, 2, 8,   1,  4352, 1, F16,  3, 1000,    0, NORM, 0, 0.0f});
+    // ... with NEOX pairs (gathered into the rotated tile's order), q8_0
+    cs.push_back({128, 2, 8,   1,  4352, 1, F16,  3, 1000,    0, NEOX, 0, 0.0f});
+    cs.push_back({128, 2, 4,   1, 16384, 1, Q8,   8, 1024,    0, NEOX, 1, 0.0f});
+    // head sizes 80, 96, 112 (every case in the mma kernel, 16 columns): MHA (Phi-3), GQA 2 and 8, q8_0, gapped positions
+    cs.push_back({ 96, 4, 1,   1, 16384, 1, F16,  8, 1024,    0, NEOX, 0, 0.0f});
+    cs.push_back({ 80, 2, 2,   1,  4352, 1, F16,  5,  333,    0, NORM, 1, 0.0f});
+    cs.push_back({112, 2, 8,   1,  5000, 1, F16,  6, 1000,    0, NEOX, 1, 0.0f}); // (q8_0 needs D % 32 == 0)
     // batches of queries: the mma kernel
     for (int kv : {1000, 4096, 16384}) {
         cs.push_back({128, 2, 4, 512,   kv, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
@@ -327,6 +336,19 @@ static std::vector<fa_case> check_cases(bool quick) {
     cs.push_back({128, 2, 2, 200,  4352, 1, Q8,   7,  250, 1000, NORM, 1, 0.0f});
     cs.push_back({ 64, 3, 1,  90,  2000, 1, F16, 16,   40,    0, NORM, 0, 0.0f});
     cs.push_back({128, 2, 4,   1, 16384, 1, F16,  1, 1024,    0, NORM, 0, 0.0f}); // G = 1, one query
+    // ... with NEOX pairs: each GQA packing, gapped positions, q8_0 with pos_min inside the batch, D=64
+    cs.push_back({128, 2, 8, 130,  4096, 1, F16,  5,  333,    0, NEOX, 1, 0.0f});
+    cs.push_back({128, 2, 2, 200,  4352, 1, Q8,   7,  250, 1000, NEOX, 1, 0.0f});
+    cs.push_back({128, 1, 4, 100,  4352, 1, F16,  3, 1000,    0, NEOX, 1, 0.0f});
+    cs.push_back({ 64, 3, 1,  90,  2000, 1, F16, 16,   40,    0, NEOX, 0, 0.0f});
+    cs.push_back({ 64, 2, 8, 130,  4096, 1, F16,  5,  333,    0, NEOX, 0, 0.0f});
+    // head sizes 80, 96, 112 (64 columns, no split route): each GQA packing, NORM and NEOX, q8_0, pos_min in the batch
+    cs.push_back({ 96, 4, 1, 512, 16384, 1, F16,  8, 1024,    0, NEOX, 0, 0.0f});
+    cs.push_back({ 96, 2, 4, 200,  4352, 1, Q8,   7,  250, 1000, NEOX, 1, 0.0f});
+    cs.push_back({ 80, 2, 2, 130,  4096, 1, F16,  5,  333,    0, NORM, 1, 0.0f});
+    cs.push_back({ 80, 3, 1,  90,  2000, 1, F16, 16,   40,    0, NEOX, 0, 0.0f});
+    cs.push_back({112, 2, 8, 300,  4096, 1, F16,  6, 1000,    0, NEOX, 1, 0.0f});
+    cs.push_back({112, 1, 4,  77,  5000, 1, F16,  3,  100,    0, NORM, 0, 0.0f});
     // the split route (grouped keys promised): two chunks of re-rotated keys and a ragged rest, two streams
     cs.push_back({128, 2, 4, 512, 20000, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
     cs.push_back({128, 2, 4, 512, 16384, 2, F16,  6, 1024,    0, NORM, 1, 0.0f});
@@ -335,6 +357,9 @@ static std::vector<fa_case> check_cases(bool quick) {
     cs.push_back({128, 8, 4, 512, 20000, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
     cs.push_back({128, 8, 4, 512, 16384, 1, Q8,   8, 1024,    0, NORM, 0, 0.0f});
     cs.push_back({128, 4, 8, 1024, 16384, 1, F16, 8, 1024,    0, NORM, 1, 0.0f});
+    // ... with NEOX pairs (the re-rotated keys and queries in the gathered order): two chunks, q8_0, GQA 7 (Qwen2.5-7B)
+    cs.push_back({128, 8, 4, 512, 20000, 1, F16,  8, 1024,    0, NEOX, 0, 0.0f});
+    cs.push_back({128, 4, 7, 512, 16384, 1, Q8,   8, 1024,    0, NEOX, 1, 0.0f});
     if (!quick) {
         cs.push_back({128, 2, 4, 512, 65536, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
         cs.push_back({ 64, 3, 3, 512, 65536, 1, F16, 12, 1024,    0, NORM, 0, 0.0f});
@@ -434,10 +459,12 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
     const char * dev = ggml_backend_dev_description(ggml_backend_get_device(gpu));
     printf("%-34s %5s %6s %8s %-8s %11s %11s %7s %11s %7s\n", "shape", "n_q", "kv", "type", "G/W", "stock_us", "se_us",
         "ratio", "se_nbr_us", "ratio");
-    struct shape { const char * name; int D, hkv, gqa; };
+    struct shape { const char * name; int D, hkv, gqa, mode; };
     const shape shapes[] = {
-        {"llama3-8b (D128, 32/8 heads)", 128, 8, 4},
-        {"smollm2 (D64, 9/3 heads)",      64, 3, 3},
+        {"llama3-8b (D128, 32/8 heads)",        128, 8, 4, GGML_ROPE_TYPE_NORMAL},
+        {"smollm2 (D64, 9/3 heads)",             64, 3, 3, GGML_ROPE_TYPE_NORMAL},
+        {"qwen2.5-7b (D128, 28/4 heads, NEOX)", 128, 4, 7, GGML_ROPE_TYPE_NEOX},
+        {"phi-3-mini (D96, 32/32 heads, NEOX)",  96, 32, 1, GGML_ROPE_TYPE_NEOX},
     };
     std::vector<int> kvs = {4096, 16384, 32768, 65536};
     if (quick) {
@@ -447,8 +474,11 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
         kvs = {g_kv};
     }
     for (const shape & s : shapes) {
+        if (g_shape && !strstr(s.name, g_shape)) {
+            continue;
+        }
         for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_Q8_0}) {
-            if (type == GGML_TYPE_Q8_0 && s.D != 128) {
+            if (type == GGML_TYPE_Q8_0 && (s.D != 128 || s.mode == GGML_ROPE_TYPE_NEOX)) {
                 continue;
             }
             for (int n_q : {1, 512, 4096}) {
@@ -459,7 +489,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
                     if (n_q == 4096 && kv != 32768) {
                         continue;
                     }
-                    fa_case c = {s.D, s.hkv, s.gqa, n_q, kv, 1, type, 8, 1024, 0, GGML_ROPE_TYPE_NORMAL, 0, 0.0f};
+                    fa_case c = {s.D, s.hkv, s.gqa, n_q, kv, 1, type, 8, 1024, 0, s.mode, 0, 0.0f};
                     if (!case_selected(c)) {
                         continue;
                     }
@@ -492,7 +522,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
 
 int main(int argc, char ** argv) {
     if (argc < 2 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "perf") != 0)) {
-        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch] [--kv N] [--rep R] [--no-bounds]\n", argv[0]);
+        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch] [--kv N] [--rep R] [--shape S] [--no-bounds]\n", argv[0]);
         return 2;
     }
     int n_threads = 16;
@@ -516,6 +546,8 @@ int main(int argc, char ** argv) {
             g_kv = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--rep") && i + 1 < argc) {
             g_rep = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            g_shape = argv[++i];
         } else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;

@@ -272,8 +272,8 @@ def set_self_extend(ctx, n_group: int, n_window: int, pos_min: int = -1) -> int:
 
 def self_extend_path(ctx) -> str:
     """How Self-Extend runs on ``ctx``: ``"fused"`` (the flash-attention op), ``"portable"`` (existing ggml ops:
-    flash attention off, or a GPU without the fused op for this model, e.g. CUDA at head sizes other than 64 and
-    128, or Metal) or ``"off"``."""
+    flash attention off, or a GPU without the fused op for this model, e.g. CUDA at head size 256 or with
+    logit softcap at head sizes 80/96/112, or Metal) or ``"off"``."""
     if get_self_extend(ctx)[0] <= 1:
         return "off"
     return "fused" if llama_get_self_extend_fused(ctx) else "portable"

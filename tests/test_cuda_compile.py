@@ -38,12 +38,14 @@ const char *   cublasGetStatusString(cublasStatus_t status);
 FILES = [
     ("fattn-se.cu", "-c"),                        # the dispatcher, the kernels of fattn-se.cu, the vector-kernel SE cases
     ("fattn.cu", "-c"),                           # llama.cpp's dispatch, with the Self-Extend branch
-    ("fattn-se-mma-d128-n128.cu", "-ptx"),        # llama.cpp's mma kernel with Self-Extend, 6 instance files
+    ("fattn-se-mma-d128-n128.cu", "-ptx"),        # llama.cpp's mma kernel with Self-Extend, its instance files
     ("fattn-se-mma-d128-n64.cu", "-ptx"),
     ("fattn-se-mma-d128-n16.cu", "-ptx"),
     ("fattn-se-mma-d64-n128.cu", "-ptx"),
     ("fattn-se-mma-d64-n64.cu", "-ptx"),
     ("fattn-se-mma-d64-n16.cu", "-ptx"),
+    ("fattn-se-mma-d80.cu", "-ptx"),              # head sizes 80/96/112: 64 and 16 columns (80: a partial rotation step)
+    ("fattn-se-mma-d96.cu", "-ptx"),
     ("fattn-se-split-d128.cu", "-c"),             # the prefill split route (fattn-se-split.cuh), host code and kernels
     ("fattn-se-split-d64.cu", "-c"),
     ("template-instances/fattn-mma-f16-instance-ncols1_16-ncols2_4.cu", "-ptx"),  # a stock instance, same header
