@@ -38,11 +38,11 @@ class _Grab(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def write_model(path, n_layer, n_ff, head_size=128):
+def write_model(path, n_layer, n_ff, head_size=128, arch="llama"):
     from tests.tinymodel import write_tiny_llama
     t = time.time()
     write_tiny_llama(path, n_ctx_train=8192, n_embd=32 * head_size, n_layer=n_layer, n_head=32, n_head_kv=8,
-                     n_ff=n_ff, n_vocab=320, rope_base=500000.0, dtype="f16", seed=0)
+                     n_ff=n_ff, n_vocab=320, rope_base=500000.0, dtype="f16", seed=0, arch=arch)
     print(f"wrote {path} ({os.path.getsize(path)/1e6:.0f} MB) in {time.time() - t:.1f} s", flush=True)
 
 
@@ -132,7 +132,9 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--n-ff", type=int, default=2048)
     ap.add_argument("--head-size", type=int, default=128,
-                    help="with --write: n_embd = 32 x this (128: Llama-3-8B; e.g. 96, whose Self-Extend has no CUDA kernel)")
+                    help="with --write: n_embd = 32 x this (128: Llama-3-8B; 96: Phi-3-mini's head size)")
+    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"],
+                    help="with --write: the architecture (qwen2: the same layers with NEOX RoPE pairs)")
     ap.add_argument("--write-only", action="store_true")
     ap.add_argument("--lengths", default="4096,16384,32768,65536")
     ap.add_argument("--se", default="8:1024", help="G:W of the Self-Extend runs")
@@ -156,7 +158,7 @@ def main():
 
     path = args.model or args.write
     if args.write and not (args.model and os.path.exists(args.model)):
-        write_model(args.write, args.layers, args.n_ff, args.head_size)
+        write_model(args.write, args.layers, args.n_ff, args.head_size, args.arch)
     if args.write_only:
         return
 

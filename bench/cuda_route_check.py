@@ -10,6 +10,7 @@ kernel for that shape ("the portable path (existing ggml ops)"), or the op left 
 cache). The same runs with --gpu-layers 0 are the CPU yardstick.
 
     python bench/cuda_route_check.py --head-sizes 64,96,128,256 --gpu-layers 99 --json route.jsonl
+    python bench/cuda_route_check.py --arch qwen2 ...      (NEOX RoPE pairs, as Qwen2/2.5/3 run)
 """
 
 import argparse
@@ -74,6 +75,8 @@ def main():
     ap.add_argument("--head-sizes", default="64,96,128,256")
     ap.add_argument("--gpu-layers", type=int, default=99)
     ap.add_argument("--kv", default="f16,q8_0", help="KV cache types to run (f16, q8_0)")
+    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"],
+                    help="the tiny model's architecture (qwen2: the same layers with NEOX RoPE pairs)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -84,11 +87,11 @@ def main():
     lib.backend_init()
     out = open(args.json, "a") if args.json else None
     tmp = tempfile.mkdtemp()
-    print(f"{'D':>4} {'KV':>5} {'route':>30} {'max rel err':>12} {'SE effect':>10}  pass", flush=True)
+    print(f"{args.arch}: {'D':>4} {'KV':>5} {'route':>30} {'max rel err':>12} {'SE effect':>10}  pass", flush=True)
     worst_ok = True
     for D in (int(x) for x in args.head_sizes.split(",")):
         path = os.path.join(tmp, f"tiny_d{D}.gguf")
-        weights, hp = write_tiny_llama(path, n_embd=4 * D, n_head=4, n_head_kv=2, dtype="f32", seed=D)
+        weights, hp = write_tiny_llama(path, n_embd=4 * D, n_head=4, n_head_kv=2, dtype="f32", seed=D, arch=args.arch)
         toks = np.random.default_rng(7).integers(3, hp["n_vocab"], T)
         ref = llama_forward(weights, hp, toks, group=G, window=W, pos_min=0)
         van = llama_forward(weights, hp, toks)
@@ -100,9 +103,9 @@ def main():
             tol = 1e-2 if kv == "f16" else 0.1   # q8_0: stock attention alone measured 0.057 (D=64)
             ok = bool(err <= tol and np.isfinite(got).all())
             worst_ok &= ok
-            print(f"{D:>4} {kv:>5} {route:>30} {err:>12.2e} {effect:>10.2f}  {'ok' if ok else 'FAIL'}", flush=True)
+            print(f"{args.arch}: {D:>4} {kv:>5} {route:>30} {err:>12.2e} {effect:>10.2f}  {'ok' if ok else 'FAIL'}", flush=True)
             if out:
-                out.write(json.dumps({"head_size": D, "kv": kv, "gpu_layers": args.gpu_layers, "route": route,
+                out.write(json.dumps({"arch": args.arch, "head_size": D, "kv": kv, "gpu_layers": args.gpu_layers, "route": route,
                                       "max_rel_err": err, "tol": tol, "se_effect": float(effect), "ok": ok,
                                       "G": G, "W": W, "tokens": T, "ubatch": UB}) + "\n")
                 out.flush()

@@ -206,7 +206,8 @@ def silu(x):
 
 def llama_forward(weights, hparams, tokens, *, group=1, window=0, pos_min=0,
                   pos=None):
-    """Logits (T, n_vocab) of a llama-architecture model on `tokens`.
+    """Logits (T, n_vocab) of a llama-architecture model on `tokens` (hparams["neox"]:
+    NEOX RoPE pairs, as llama.cpp runs qwen2).
 
     group, window, pos_min: Self-Extend settings with the meaning of the C API
     llama_set_self_extend: group=1 is vanilla; pos_min=-1 means the model's
@@ -225,7 +226,7 @@ def llama_forward(weights, hparams, tokens, *, group=1, window=0, pos_min=0,
     eps = hp["rms_eps"]
     attn = dict(group=group, window=window, pos_min=pos_min,
                 scale=1.0 / np.sqrt(hd), base=hp["rope_base"],
-                n_dims=n_rot, neox=False)                        # NORM rope
+                n_dims=n_rot, neox=hp.get("neox", False))        # NORM rope unless NEOX
 
     x = weights["token_embd.weight"][tokens]                     # (T, n_embd)
 

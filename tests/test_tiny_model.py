@@ -503,3 +503,27 @@ def test_self_extend_switch_refused_on_a_rotated_k_cache_with_keys(oracle_llama_
         for ctx in ctxs:
             lc.llama_free(ctx)
         m.close()
+
+
+@pytest.mark.parametrize("split", ["b64", "prompt+decode"])
+@pytest.mark.parametrize("flash_attn", [True, False])
+def test_self_extend_with_neox_rope(oracle_llama_cpp, oracle_tiny_llama_factory, flash_attn, split):
+    """NEOX RoPE pairs (d, d + n_rot/2), as llama.cpp runs Qwen2/2.5/3, Phi-3 and Gemma: a tiny qwen2 (llama's
+    layers without biases) through llama's graph, the fused op (flash attention) and the portable path, against
+    Algorithm 1 with NEOX pairs. The same weights with NORM pairs give other logits, so the test sees which
+    layout ran."""
+    path, w, hp = oracle_tiny_llama_factory("f32", arch="qwen2")
+    assert hp["neox"]
+    m = Model(oracle_llama_cpp, path)
+    try:
+        self_extend_fn(m.lc)
+        toks = tokens_for(hp)
+        ref = llama_forward(w, hp, toks, group=SE_G, window=SE_W, pos_min=0)
+        as_norm = llama_forward(w, dict(hp, neox=False), toks, group=SE_G, window=SE_W, pos_min=0)
+        assert np.abs(ref - as_norm).max() / np.abs(ref).max() > 10 * TOL_F16
+        got = m.decode(toks, split=split, flash_attn=flash_attn, kv_type=F16, self_extend=(SE_G, SE_W, 0))
+        assert_close(got, ref, TOL_F16, "all-token logits, NEOX, Self-Extend")
+        vanilla = m.decode(toks, split=split, flash_attn=flash_attn, kv_type=F16)
+        assert_close(vanilla, llama_forward(w, hp, toks), TOL_F16, "all-token logits, NEOX, vanilla")
+    finally:
+        m.close()

@@ -1,7 +1,7 @@
 """A tiny random-weight llama GGUF for exactness tests.
 
 `write_tiny_llama` writes a file that llama.cpp loads as architecture "llama"
-(SPM vocabulary of <unk>, <s>, </s>, the 256 byte tokens and a few plain
+(or "qwen2": the same layers without biases, with NEOX RoPE pairs) (SPM vocabulary of <unk>, <s>, </s>, the 256 byte tokens and a few plain
 ones) and returns the weights exactly as stored (float64, NumPy layout
 (n_out, n_in), after the f16 rounding when dtype="f16"), ready for
 `reference.llama_forward`.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 RMS_EPS = 1e-5
+NEOX_ARCHS = ("qwen2",)  # architectures llama.cpp runs with NEOX RoPE (pairs (d, d + n_rot/2))
 N_SPECIAL = 3           # <unk>=0, <s>=1, </s>=2
 N_BYTE = 256            # <0x00> .. <0xFF>
 
@@ -39,7 +40,7 @@ def _vocab(n_vocab):
 
 def write_tiny_llama(path, *, n_ctx_train=256, n_embd=64, n_layer=2, n_head=4,
                      n_head_kv=2, n_ff=128, n_vocab=320, rope_base=10000.0,
-                     dtype="f32", seed=0):
+                     dtype="f32", seed=0, arch="llama"):
     """Write a random llama GGUF to `path`; return (weights, hparams).
 
     weights: {gguf tensor name: float64 array (n_out, n_in)} as stored
@@ -48,6 +49,7 @@ def write_tiny_llama(path, *, n_ctx_train=256, n_embd=64, n_layer=2, n_head=4,
     import gguf
 
     assert dtype in ("f32", "f16")
+    assert arch in ("llama",) + NEOX_ARCHS, arch
     assert n_embd % n_head == 0 and n_head % n_head_kv == 0
     hd = n_embd // n_head
     rng = np.random.default_rng(seed)
@@ -85,8 +87,8 @@ def write_tiny_llama(path, *, n_ctx_train=256, n_embd=64, n_layer=2, n_head=4,
         w[name] = a.astype(np.float64)          # exactly what llama.cpp reads
 
     # ---- GGUF file
-    wr = gguf.GGUFWriter(str(path), "llama")
-    wr.add_name("se-local tiny random llama")
+    wr = gguf.GGUFWriter(str(path), arch)
+    wr.add_name(f"se-local tiny random {arch}")
     wr.add_context_length(n_ctx_train)
     wr.add_embedding_length(n_embd)
     wr.add_block_count(n_layer)
@@ -122,5 +124,5 @@ def write_tiny_llama(path, *, n_ctx_train=256, n_embd=64, n_layer=2, n_head=4,
     hparams = dict(n_ctx_train=n_ctx_train, n_embd=n_embd, n_layer=n_layer,
                    n_head=n_head, n_head_kv=n_head_kv, n_ff=n_ff,
                    n_vocab=n_vocab, rope_base=rope_base, rms_eps=RMS_EPS,
-                   n_rot=hd)
+                   n_rot=hd, neox=arch in NEOX_ARCHS)
     return w, hparams
