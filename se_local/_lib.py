@@ -32,6 +32,7 @@ __all__ = [
     "LIB_DIR",
     "backend_init",
     "get_self_extend",
+    "k_cache_rotated",
     "lib",
     "llama_cpp",
     "recent_errors",
@@ -198,7 +199,8 @@ def backend_init() -> None:
 # ---------------------------------------------------------------------------
 
 HAS_SELF_EXTEND: bool = all(
-    hasattr(lib, name) for name in ("llama_set_self_extend", "llama_get_self_extend", "llama_get_self_extend_fused")
+    hasattr(lib, name)
+    for name in ("llama_set_self_extend", "llama_get_self_extend", "llama_get_self_extend_fused", "llama_get_k_cache_rotated")
 )
 """Whether the loaded library carries the Self-Extend patch."""
 
@@ -243,6 +245,12 @@ if HAS_SELF_EXTEND:
         """Whether Self-Extend is set and runs in the fused flash-attention op (else the portable path)."""
         ...
 
+    # LLAMA_API bool llama_get_k_cache_rotated(const struct llama_context * ctx);
+    @_ctypes_function("llama_get_k_cache_rotated", [llama_cpp.llama_context_p_ctypes], ctypes.c_bool)
+    def llama_get_k_cache_rotated(ctx, /) -> bool:
+        """Whether the K cache stores keys Hadamard-rotated (quantized K, head size % 64 == 0, Self-Extend not set)."""
+        ...
+
 
 def set_self_extend(ctx, n_group: int, n_window: int, pos_min: int = -1) -> int:
     """Set Self-Extend on ``ctx``; return llama.cpp's code (0 = success, < 0 = refused).
@@ -277,6 +285,13 @@ def self_extend_path(ctx) -> str:
     if get_self_extend(ctx)[0] <= 1:
         return "off"
     return "fused" if llama_get_self_extend_fused(ctx) else "portable"
+
+
+def k_cache_rotated(ctx) -> bool:
+    """Whether ``ctx`` stores keys Hadamard-rotated: llama.cpp does so for a quantized K cache whose head size is a
+    multiple of 64, except while Self-Extend is set. State saved with one layout must not be loaded into a context with
+    the other (``se_local.Llama.load_state`` checks it)."""
+    return bool(HAS_SELF_EXTEND and llama_get_k_cache_rotated(ctx))
 
 
 def get_self_extend(ctx) -> Tuple[int, int, int]:

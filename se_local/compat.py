@@ -143,6 +143,33 @@ class Llama(llama_cpp.Llama):
         """Free the native context and model (as :meth:`close`), like :class:`se_local.Model`."""
         self.close()
 
+    def save_state(self) -> llama_cpp.LlamaState:
+        """llama-cpp-python's state, tagged with how the K cache stores keys (see :meth:`load_state`)."""
+        state = super().save_state()
+        state.se_k_rotated = _lib.k_cache_rotated(self._ctx.ctx)
+        return state
+
+    def load_state(self, state: llama_cpp.LlamaState) -> None:
+        """llama-cpp-python's ``load_state``, refusing a state whose keys are stored another way.
+
+        llama.cpp stores a quantized K cache (q8_0, ...) Hadamard-rotated when the head size is a multiple of 64, but
+        not while Self-Extend is on (a rotated key cannot be re-rotated to its group position). A state saved with
+        Self-Extend off loaded into a context with it on, or the reverse, would give wrong attention without an error.
+
+        Raises:
+            SelfExtendError: the state was saved (by ``se_local.Llama``) with the other key layout; nothing is loaded.
+        """
+        saved = getattr(state, "se_k_rotated", None)
+        here = _lib.k_cache_rotated(self._ctx.ctx)
+        if saved is not None and bool(saved) != here:
+            how = {True: "Hadamard-rotated (a quantized K cache without Self-Extend)",
+                   False: "as computed (Self-Extend on, or a K cache that llama.cpp does not rotate)"}
+            raise SelfExtendError(
+                f"this state's keys are stored {how[bool(saved)]}, but this context stores them {how[here]}; "
+                "load it into a Llama with the same context size and K cache type, or use an f16 K cache"
+            )
+        super().load_state(state)
+
     def __getstate__(self) -> Dict[str, Any]:
         """llama-cpp-python's state plus the plan's inputs, so that unpickling plans the same context."""
         state = super().__getstate__()

@@ -192,3 +192,36 @@ def test_smollm2_beyond_L(smollm2_path, pkg_native):
         assert out["choices"][0]["message"]["content"]
     finally:
         llm.close()
+
+
+def test_state_with_the_other_key_layout_is_refused(oracle_tiny_llama_factory, pkg_native):
+    """llama.cpp stores a quantized K cache Hadamard-rotated (head size a multiple of 64), but not while Self-Extend
+    is on: a state saved with one layout and loaded into a context with the other would attend wrongly, silently.
+    se_local.Llama tags its states and refuses the mismatch; the same layout loads as before."""
+    from se_local import Llama, SelfExtendError
+
+    if not pkg_native.HAS_SELF_EXTEND:
+        pytest.skip("the library has no Self-Extend")
+    path, _, hp = oracle_tiny_llama_factory("f32", n_embd=256, n_head=4, n_head_kv=2)   # head size 64, L 256
+    q8 = dict(type_k=8, type_v=8, **_llama_kwargs())                                     # GGML_TYPE_Q8_0
+    prompt = [1] + [259 + (5 * i) % 61 for i in range(100)]
+    with Llama(path, target_ctx=hp["n_ctx_train"], **q8) as plain, Llama(path, target_ctx=1024, **q8) as se, \
+            Llama(path, target_ctx=1024, **_llama_kwargs()) as se_f16:
+        assert not plain.self_extend_active and se.self_extend_active
+        assert pkg_native.k_cache_rotated(plain._ctx.ctx) and not pkg_native.k_cache_rotated(se._ctx.ctx)
+        assert not pkg_native.k_cache_rotated(se_f16._ctx.ctx)
+        plain.eval(prompt)
+        rotated = plain.save_state()
+        with pytest.raises(SelfExtendError, match="Hadamard-rotated"):
+            se.load_state(rotated)
+        assert se.n_tokens == 0                        # nothing was loaded
+        se.eval(prompt)
+        with pytest.raises(SelfExtendError, match="Hadamard-rotated"):
+            plain.load_state(se.save_state())
+        plain.reset()
+        plain.load_state(rotated)                      # the same layout loads
+        assert plain.n_tokens == len(prompt)
+        se_f16.eval(prompt)
+        se.reset()
+        state = se_f16.save_state()
+        assert state.se_k_rotated is False
