@@ -394,10 +394,13 @@ def test_terminal_chat(terminal, model, tmp_path):
 def test_terminal_ctrl_c_at_the_prompt_and_ctrl_d(terminal):
     t = terminal(*CHAT, "-n", "8")
     t.expect(">>> ")
-    # a person types once the prompt waits; a SIGINT in the instant before readline waits
-    # takes effect at the next key only (CPython's readline checks signals as it waits)
+    # a person types once the prompt waits, and presses Ctrl-C once the text shows; a SIGINT in
+    # the instant before readline waits takes effect at the next key only (CPython's readline
+    # checks signals as it waits), and under load the terminal can leave canonical mode a while
+    # before readline reads (a full CI-style run once typed into that gap and lost the SIGINT)
     t.wait_for_input()
     t.type("half a mess")
+    t.expect("half a mess", timeout=30)
     t.type("\x03")
     t.expect(r"Ctrl-D or /exit leaves the chat")
     t.expect(">>> ")
