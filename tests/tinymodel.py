@@ -1,8 +1,9 @@
 """A tiny random-weight llama GGUF for exactness tests.
 
 `write_tiny_llama` writes a file that llama.cpp loads as architecture "llama"
-(or "qwen2": the same layers without biases, with NEOX RoPE pairs) (SPM vocabulary of <unk>, <s>, </s>, the 256 byte tokens and a few plain
-ones) and returns the weights exactly as stored (float64, NumPy layout
+(or "qwen2": the same layers without biases, run with NEOX RoPE pairs), with an
+SPM vocabulary of <unk>, <s>, </s>, the 256 byte tokens and a few plain ones,
+and returns the weights exactly as stored (float64, NumPy layout
 (n_out, n_in), after the f16 rounding when dtype="f16"), ready for
 `reference.llama_forward`.
 
