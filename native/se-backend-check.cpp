@@ -342,7 +342,8 @@ static std::vector<fa_case> check_cases(bool quick) {
     cs.push_back({128, 1, 4, 100,  4352, 1, F16,  3, 1000,    0, NEOX, 1, 0.0f});
     cs.push_back({ 64, 3, 1,  90,  2000, 1, F16, 16,   40,    0, NEOX, 0, 0.0f});
     cs.push_back({ 64, 2, 8, 130,  4096, 1, F16,  5,  333,    0, NEOX, 0, 0.0f});
-    // head sizes 80, 96, 112 (64 columns, no split route): each GQA packing, NORM and NEOX, q8_0, pos_min in the batch
+    // head sizes 80, 96, 112 (64 columns; the split route only at 96 with MHA): each GQA packing, NORM and NEOX, q8_0,
+    // pos_min in the batch
     cs.push_back({ 96, 4, 1, 512, 16384, 1, F16,  8, 1024,    0, NEOX, 0, 0.0f});
     cs.push_back({ 96, 2, 4, 200,  4352, 1, Q8,   7,  250, 1000, NEOX, 1, 0.0f});
     cs.push_back({ 80, 2, 2, 130,  4096, 1, F16,  5,  333,    0, NORM, 1, 0.0f});
@@ -360,6 +361,13 @@ static std::vector<fa_case> check_cases(bool quick) {
     // ... with NEOX pairs (the re-rotated keys and queries in the gathered order): two chunks, q8_0, GQA 7 (Qwen2.5-7B)
     cs.push_back({128, 8, 4, 512, 20000, 1, F16,  8, 1024,    0, NEOX, 0, 0.0f});
     cs.push_back({128, 4, 7, 512, 16384, 1, Q8,   8, 1024,    0, NEOX, 1, 0.0f});
+    // ... MHA (one head per block, ncols2 1): Llama-2-7B heads, two chunks; a KV length that is not a multiple of 256
+    // (the band through the Self-Extend kernel, 128 columns, its last tile bounds-checked); Phi-3-mini heads (D=96)
+    // with q8_0 and gapped positions; D=96 with a query count that is not a multiple of the tile
+    cs.push_back({128, 32, 1, 512, 16384, 1, F16, 8, 1024,    0, NORM, 1, 0.0f});
+    cs.push_back({128, 4, 1, 512, 20000, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
+    cs.push_back({ 96, 32, 1, 512, 16384, 1, Q8,  8, 1024,    0, NEOX, 1, 0.0f});
+    cs.push_back({ 96, 4, 1, 300,  9000, 1, F16,  6, 1000,    0, NEOX, 0, 0.0f});
     if (!quick) {
         cs.push_back({128, 2, 4, 512, 65536, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
         cs.push_back({ 64, 3, 3, 512, 65536, 1, F16, 12, 1024,    0, NORM, 0, 0.0f});
@@ -465,6 +473,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
         {"smollm2 (D64, 9/3 heads)",             64, 3, 3, GGML_ROPE_TYPE_NORMAL},
         {"qwen2.5-7b (D128, 28/4 heads, NEOX)", 128, 4, 7, GGML_ROPE_TYPE_NEOX},
         {"phi-3-mini (D96, 32/32 heads, NEOX)",  96, 32, 1, GGML_ROPE_TYPE_NEOX},
+        {"llama2-7b (D128, 32/32 heads)",       128, 32, 1, GGML_ROPE_TYPE_NORMAL},
     };
     std::vector<int> kvs = {4096, 16384, 32768, 65536};
     if (quick) {

@@ -48,6 +48,7 @@ FILES = [
     ("fattn-se-mma-d96.cu", "-ptx"),
     ("fattn-se-split-d128.cu", "-c"),             # the prefill split route (fattn-se-split.cuh), host code and kernels
     ("fattn-se-split-d64.cu", "-c"),
+    ("fattn-se-split-d96.cu", "-c"),             # (MHA only: 12 threads a key in the rotation, idle threads)
     ("template-instances/fattn-mma-f16-instance-ncols1_16-ncols2_4.cu", "-ptx"),  # a stock instance, same header
     ("template-instances/fattn-vec-instance-f16-f16.cu", "-ptx"),                 # stock vector kernel, same header
 ]
