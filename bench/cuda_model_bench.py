@@ -38,10 +38,10 @@ class _Grab(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def write_model(path, n_layer, n_ff, head_size=128, arch="llama"):
+def write_model(path, n_layer, n_ff, head_size=128, arch="llama", n_head_kv=8):
     from tests.tinymodel import write_tiny_llama
     t = time.time()
-    write_tiny_llama(path, n_ctx_train=8192, n_embd=32 * head_size, n_layer=n_layer, n_head=32, n_head_kv=8,
+    write_tiny_llama(path, n_ctx_train=8192, n_embd=32 * head_size, n_layer=n_layer, n_head=32, n_head_kv=n_head_kv,
                      n_ff=n_ff, n_vocab=320, rope_base=500000.0, dtype="f16", seed=0, arch=arch)
     print(f"wrote {path} ({os.path.getsize(path)/1e6:.0f} MB) in {time.time() - t:.1f} s", flush=True)
 
@@ -135,6 +135,8 @@ def main():
                     help="with --write: n_embd = 32 x this (128: Llama-3-8B; 96: Phi-3-mini's head size)")
     ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"],
                     help="with --write: the architecture (qwen2: the same layers with NEOX RoPE pairs)")
+    ap.add_argument("--n-head-kv", type=int, default=8,
+                    help="with --write: KV heads of the 32 query heads (8: Llama-3-8B; 32: MHA, Llama-2-7B, Phi-3-mini)")
     ap.add_argument("--write-only", action="store_true")
     ap.add_argument("--lengths", default="4096,16384,32768,65536")
     ap.add_argument("--se", default="8:1024", help="G:W of the Self-Extend runs")
@@ -158,7 +160,7 @@ def main():
 
     path = args.model or args.write
     if args.write and not (args.model and os.path.exists(args.model)):
-        write_model(args.write, args.layers, args.n_ff, args.head_size, args.arch)
+        write_model(args.write, args.layers, args.n_ff, args.head_size, args.arch, args.n_head_kv)
     if args.write_only:
         return
 
@@ -196,7 +198,7 @@ def main():
                   f"  step median {r['decode_step_ms_median']:.3f} ms, first {r['first_step_ms']:.1f} ms;"
                   f" prefill {r['prefill_s']:.3f} s, {r['prefill_in_decode_calls_s']:.3f} s in llama_decode", flush=True)
             rec = {"mode": mode, "n_tokens": n, "G": se[0], "W": se[1], "pos_min": 0, "layers": args.layers,
-                   "n_ff": args.n_ff, "shape": f"32/8 heads, D{lc.llama_model_n_embd(model) // 32}", "kv_type": args.kv,
+                   "n_ff": args.n_ff, "shape": f"{lc.llama_model_n_head(model)}/{lc.llama_model_n_head_kv(model)} heads, D{lc.llama_model_n_embd(model) // 32}", "kv_type": args.kv,
                    "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, "tag": args.tag, **r}
             if mode != "stock" and (n, "stock") in rows:
                 s = rows[(n, "stock")]
