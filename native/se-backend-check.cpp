@@ -530,6 +530,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
 }
 
 int main(int argc, char ** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0); // each result line out at once: a step cut by its timeout keeps what it printed
     if (argc < 2 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "perf") != 0)) {
         fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch] [--kv N] [--rep R] [--shape S] [--no-bounds]\n", argv[0]);
         return 2;
