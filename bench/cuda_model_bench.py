@@ -197,8 +197,10 @@ def main():
             print(f"{n:>6} {mode:>8} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {kv:>24}"
                   f"  step median {r['decode_step_ms_median']:.3f} ms, first {r['first_step_ms']:.1f} ms;"
                   f" prefill {r['prefill_s']:.3f} s, {r['prefill_in_decode_calls_s']:.3f} s in llama_decode", flush=True)
+            shape = (f"{lc.llama_model_n_head(model)}/{lc.llama_model_n_head_kv(model)} heads,"
+                     f" D{lc.llama_model_n_embd(model) // lc.llama_model_n_head(model)}")
             rec = {"mode": mode, "n_tokens": n, "G": se[0], "W": se[1], "pos_min": 0, "layers": args.layers,
-                   "n_ff": args.n_ff, "shape": f"{lc.llama_model_n_head(model)}/{lc.llama_model_n_head_kv(model)} heads, D{lc.llama_model_n_embd(model) // 32}", "kv_type": args.kv,
+                   "n_ff": args.n_ff, "shape": shape, "kv_type": args.kv,
                    "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, "tag": args.tag, **r}
             if mode != "stock" and (n, "stock") in rows:
                 s = rows[(n, "stock")]
