@@ -7,6 +7,7 @@
 #   stage "models": the Llama-3-8B-shaped model bench (SE vs stock)
 K=${KEEP:-/tmp/keep}
 O=${OUT:-/tmp/out}
+. "$(dirname "$0")/cuda_device_env.sh"
 mkdir -p "$O"
 export PYTHONPATH=$K/site:$K/src PYTHONUNBUFFERED=1
 t0=$(date +%s)
@@ -28,7 +29,7 @@ check)
     timeout 240 "$CHK" check --threads 16 --max-seconds 180 --json "$O/cuda_op_check.jsonl" 2>&1 | tee "$O/op_check.txt"
     el "op perf"
     timeout 180 "$CHK" perf --json "$O/cuda_op_perf.jsonl" 2>&1 | tee "$O/op_perf.txt"
-    export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+    se_use_install "$K/site:$K/src" || exit 1
     cd "$K/src" || exit 1
     if [ $(( $(date +%s) - t0 )) -gt 440 ]; then
         el "no time left for the passkey prompts in this call (stage models runs them)"
@@ -42,7 +43,7 @@ check)
     el "done"
     ;;
 passkey)
-    export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+    se_use_install "$K/site:$K/src" || exit 1
     cd "$K/src" || exit 1
     for fa in 1 0; do
         el "passkey on the GPU, flash_attn=$fa"
@@ -65,7 +66,7 @@ passkey)
         | tee -a "$O/cuda_passkey.jsonl"
     ;;
 models)
-    export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+    se_use_install "$K/site:$K/src" || exit 1
     cd "$K/src" || exit 1
     [ -e "$K/pk660_vanilla_fa0.npz" ] || bash bench/cuda_device_run.sh passkey
     el "model bench"

@@ -23,8 +23,7 @@ case $what in
             ${STEPS:-check checkdec checksplit perf perffused perfdec} 2>&1 | grep -v "^D=.* ok " | tee "$O/run.log" ;;
     models)
         [ -e "$K/build.done" ] || { echo "no build in $K (run the ops call first, on the same warm machine)"; exit 1; }
-        export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") \
-            LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1
+        . bench/cuda_device_env.sh && se_use_install || exit 1
         q() { grep -v '^llama\|^load\|^wrote' | tee -a "$O/run.log"; }
         timeout 200 python3 bench/cuda_model_bench.py --write "$K/mha128.gguf" --n-head-kv 32 --lengths "$L" --n-gen 16 \
             --tag mha-d128-norm --json "$O/model_bench.jsonl" 2>&1 | q

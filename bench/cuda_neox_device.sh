@@ -17,8 +17,7 @@ set -o pipefail
 FULL=1 BUDGET=${BUILD_BUDGET:-420} bash bench/cuda_mma_device.sh "$C/llama.cpp.tar.xz" checkdec 2>&1 | grep -v "^D=.* ok " | tee "$O/run.log" \
     || exit 1
 [ -e "$K/build.done" ] || exit 1
-export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") \
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1
+. bench/cuda_device_env.sh && se_use_install || exit 1
 q() { grep -v '^llama\|^load\|^wrote' | tee -a "$O/run.log"; }
 timeout 60 python3 bench/cuda_route_check.py --arch qwen2 --head-sizes 64,96,128 --json "$O/route_gpu.jsonl" 2>&1 | q
 timeout 40 python3 bench/cuda_route_check.py --arch qwen2 --head-sizes 80,112 --kv f16 --json "$O/route_gpu.jsonl" 2>&1 | q

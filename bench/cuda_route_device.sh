@@ -12,6 +12,7 @@
 # PK16 / PK32 (default 660 / 1320 filler blocks: 15,908 / 31,748 tokens) shorten the prompts for a dry run.
 K=${KEEP:-/tmp/keep}
 O=${OUT:-/tmp/out}
+. "$(dirname "$0")/cuda_device_env.sh"
 C=$2
 A=${PK16:-660}
 B=${PK32:-1320}
@@ -46,7 +47,7 @@ stage2)
     while [ ! -e "$K/build.done" ] && [ ! -e "$K/build.fail" ]; do sleep 2; done
     el "build: $(tail -1 "$K/build.log")"
     [ -e "$K/build.fail" ] && { grep -n -A12 -m4 'error' "$K/build.log" | head -80; exit 1; }
-    export SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+    se_use_install "$K/site:$K/src" || exit 1
     el "route check, every layer on the GPU"
     timeout 120 python3 bench/cuda_route_check.py --head-sizes 64,96,128,256 --gpu-layers 99 --json "$O/route_gpu.jsonl" 2>&1 | grep -v '^llama\|^load'
     el "passkey prompts through the library (GPU, flash attention on)"
