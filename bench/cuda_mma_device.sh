@@ -8,6 +8,8 @@
 #       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64);
 #             checkdecmma/perfdecmma, checkdecvec/perfdecvec: one query with GGML_CUDA_SE_DEC=mma / =vec
 #             perfdecmma64: one query through the mma kernel's 64-column instances (GGML_CUDA_SE_DEC_COLS=64)
+#             perfdec16/checkdec16: one query through the 16-column instances (GGML_CUDA_SE_DEC_COLS=16) instead of the
+#                     8-column ones (head sizes 96 and 128, seventeenth session)
 #             perfnbr1: batches with the neighbor keys as a stock part of the split route (GGML_CUDA_SE_SPLIT_NBR=1)
 #             checksplit: the batch checks with the split route's variants: the band's neighbor scores as a launch of
 #                     their own (GGML_CUDA_SE_SPLIT_SEG=0), the band through the Self-Extend kernel
@@ -65,14 +67,14 @@ el "build ok"
 CHK=$(find "$K/b" -name se-backend-check -type f | head -1)
 # Nsight Compute, for the steps ncu, ncu2, ncudec, ncusrc, ncusrcdec, ncusplit, ncuprep
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+. "$(dirname "$0")/cuda_device_env.sh"
 # the whole-model bench (bench/cuda_model_bench.py) against the installed FULL=1 build: mb SECONDS ARGS...;
 # the model is written on first use; $NCUPRE, if set, is put in front of python3 (a profiler)
 mb() {
     [ -d "$K/inst" ] || { echo "model bench: needs FULL=1"; return 1; }
     local l=$1; shift
     [ -e "$K/l3shape.gguf" ] || PYTHONPATH=$K/site:$PWD python3 bench/cuda_model_bench.py --write "$K/l3shape.gguf" --write-only
-    SE_LOCAL_LIB_PATH=$(dirname "$(find "$K/inst" -name 'libllama.so*' | head -1)") LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 \
-        PYTHONPATH=$K/site:$PWD PYTHONUNBUFFERED=1 timeout "$l" $NCUPRE python3 bench/cuda_model_bench.py -m "$K/l3shape.gguf" "$@" 2>&1 \
+    ( se_use_install && timeout "$l" $NCUPRE python3 bench/cuda_model_bench.py -m "$K/l3shape.gguf" "$@" 2>&1 ) \
         | grep -v '^llama\|^load'
 }
 # ncu_model NAME ARGS...: the model bench at $NM_LENGTH under Nsight Compute (GPU time of every kernel between
@@ -146,6 +148,8 @@ PY
         checkdecmma) GGML_CUDA_SE_DEC=mma timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_mma.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perfdecmma)  GGML_CUDA_SE_DEC=mma timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         checkdecvec) GGML_CUDA_SE_DEC=vec timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_vec.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
+        perfdec16)   GGML_CUDA_SE_DEC_COLS=16 timeout $l "$CHK" perf --only decode --json "$O/perf_decode_n16.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        checkdec16)  GGML_CUDA_SE_DEC_COLS=16 timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_n16.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perfdecmma64) GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         ncudec)   for name in ${NCUDEC_ROUTES:-mma vec}; do

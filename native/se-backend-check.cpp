@@ -308,10 +308,23 @@ static std::vector<fa_case> check_cases(bool quick) {
     // ... with NEOX pairs (gathered into the rotated tile's order), q8_0
     cs.push_back({128, 2, 8,   1,  4352, 1, F16,  3, 1000,    0, NEOX, 0, 0.0f});
     cs.push_back({128, 2, 4,   1, 16384, 1, Q8,   8, 1024,    0, NEOX, 1, 0.0f});
-    // head sizes 80, 96, 112 (every case in the mma kernel, 16 columns): MHA (Phi-3), GQA 2 and 8, q8_0, gapped positions
+    // head sizes 80, 96, 112 (every case in the mma kernel; 96: 8 columns, 80 and 112: 16): MHA (Phi-3), GQA 2 and 8,
+    // q8_0, gapped positions
     cs.push_back({ 96, 4, 1,   1, 16384, 1, F16,  8, 1024,    0, NEOX, 0, 0.0f});
     cs.push_back({ 80, 2, 2,   1,  4352, 1, F16,  5,  333,    0, NORM, 1, 0.0f});
     cs.push_back({112, 2, 8,   1,  5000, 1, F16,  6, 1000,    0, NEOX, 1, 0.0f}); // (q8_0 needs D % 32 == 0)
+    // one query in 8 columns (K tiles of 128 keys, two U segments, the grouped keys rotated in place): the window edge
+    // inside a tile (W not a multiple of 64), G not a power of 2, each GQA packing at 96, GQA 7 padded to 8 (Qwen),
+    // gapped positions (the exact rotation), q8_0, a KV length that is not a multiple of 128, pos_min above the query
+    cs.push_back({128, 2, 7,   1, 16384, 1, F16,  8, 1000,    0, NEOX, 0, 0.0f});
+    cs.push_back({128, 2, 4,   1,  8192, 1, F16,  3,  777,    0, NORM, 0, 0.0f});
+    cs.push_back({128, 2, 8,   1,  8192, 1, F16,  5,  900,    0, NORM, 1, 0.0f});
+    cs.push_back({128, 2, 4,   1, 16384, 1, Q8,   6, 1000,    0, NEOX, 0, 0.0f});
+    cs.push_back({ 96, 4, 1,   1,  9000, 1, F16,  3,  700,    0, NORM, 1, 0.0f});
+    cs.push_back({ 96, 2, 2,   1,  4352, 1, Q8,   5, 1000,    0, NEOX, 0, 0.0f});
+    cs.push_back({ 96, 2, 4,   1,  4352, 1, F16,  7,  500,    0, NORM, 0, 0.0f});
+    cs.push_back({ 96, 1, 8,   1,  4352, 1, F16,  4, 1000,    0, NEOX, 1, 0.0f});
+    cs.push_back({ 96, 4, 1,   1,  4352, 1, F16,  4, 1000, 8000, NEOX, 0, 0.0f});
     // batches of queries: the mma kernel
     for (int kv : {1000, 4096, 16384}) {
         cs.push_back({128, 2, 4, 512,   kv, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});

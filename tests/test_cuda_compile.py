@@ -41,6 +41,8 @@ FILES = [
     ("fattn-se-mma-d128-n128.cu", "-ptx"),        # llama.cpp's mma kernel with Self-Extend, its instance files
     ("fattn-se-mma-d128-n64.cu", "-ptx"),
     ("fattn-se-mma-d128-n16.cu", "-ptx"),
+    ("fattn-se-mma-d128-n8.cu", "-ptx"),          # one query in 8 columns, K tiles of 128 keys rotated in place
+    ("fattn-se-mma-d96-n8.cu", "-ptx"),
     ("fattn-se-mma-d64-n128.cu", "-ptx"),
     ("fattn-se-mma-d64-n64.cu", "-ptx"),
     ("fattn-se-mma-d64-n16.cu", "-ptx"),
