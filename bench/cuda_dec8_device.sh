@@ -7,8 +7,7 @@
 # weights: head size 96 MHA with NEOX pairs (Phi-3-mini heads, written as qwen2), head size 128 with 8 query heads per
 # KV head and NEOX pairs (Qwen-like, 32/4 heads), and the Llama-3-shaped one (32/8, NORM). Each first on the default
 # route (8 columns), then Self-Extend alone with GGML_CUDA_SE_DEC_COLS=16 (the sixteenth session's 16 columns).
-# Then the op alone: MHA prefill at 64k keys with larger chunks of the split route (below).
-# Logs and JSON lines to $OUT (model_bench.jsonl, perf_chunk_*.jsonl, run.log).
+# Logs and JSON lines to $OUT (model_bench.jsonl, run.log).
 K=/tmp/keep
 O=${OUT:-/tmp/out}
 L=${LENGTHS:-4096,16384}
@@ -24,13 +23,4 @@ for m in "phi3-d96-mha --n-head-kv 32 --head-size 96 --arch qwen2" "qwen-d128-gq
         --json "$O/model_bench.jsonl" 2>&1 | q
     GGML_CUDA_SE_DEC_COLS=16 timeout 100 python3 bench/cuda_model_bench.py -m "$K/$tag.gguf" --lengths "$L" --n-gen 32 \
         --modes se --tag "$tag dec_cols=16" --json "$O/model_bench.jsonl" 2>&1 | q
-done
-# the op alone, MHA prefill at 64k keys (Phi-3-mini and Llama-2-7B heads, 512 queries) with the split route's chunk of
-# re-rotated keys as sized by its 64 MiB scratch (10,752 / 8,192 keys with 32 KV heads: 6 / 8 chunks) and with 32768
-# and 65536 keys a chunk (GGML_CUDA_SE_SPLIT_CHUNK; 2 chunks / 1)
-CHK=$(find "$K/b" -name se-backend-check -type f | head -1)
-for c in "" 32768 65536; do
-    echo "== GGML_CUDA_SE_SPLIT_CHUNK=${c:-default}" | tee -a "$O/run.log"
-    env ${c:+GGML_CUDA_SE_SPLIT_CHUNK=$c} timeout 90 "$CHK" perf --only batch --kv 65536 --shape 32/32 \
-        --json "$O/perf_chunk_${c:-default}.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" | tee -a "$O/run.log"
 done

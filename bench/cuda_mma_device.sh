@@ -18,7 +18,8 @@
 #                     $SPLIT_VARIANTS replaces the list (the words after GGML_CUDA_SE_SPLIT_)
 #             perfab: batches with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_SPLIT_SEG=0
 #                     GGML_CUDA_SE_SPLIT_BAND=se), perf_batch_<setting>.jsonl
-#             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536) grouped keys per chunk (GGML_CUDA_SE_SPLIT_CHUNK)
+#             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536; the word default: what the scratch holds) grouped
+#                     keys per chunk (GGML_CUDA_SE_SPLIT_CHUNK), the shapes whose name contains $PERF_SHAPE (default all)
 #             ncusplit: the GPU time of every kernel of the batch ops (Llama-3 shape f16 first) at kv $NS_KV (default
 #                     4096 65536), stock and SE (Nsight Compute, warm caches), with each setting of $NS_ENVS (default
 #                     none: the defaults; e.g. GGML_CUDA_SE_SPLIT_PREP=3), ncusplit_<kv>[_<setting>].csv
@@ -119,7 +120,8 @@ for st in "$@"; do
                         env "$e" timeout $l "$CHK" perf --only batch --json "$O/perf_batch_${e#GGML_CUDA_}.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
                     done ;;
         perfchunk)  for c in ${CHUNKS:-4096 65536}; do
-                        GGML_CUDA_SE_SPLIT_CHUNK=$c timeout $l "$CHK" perf --only batch --kv 65536 --json "$O/perf_batch_chunk$c.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
+                        env $([ "$c" = default ] || echo "GGML_CUDA_SE_SPLIT_CHUNK=$c") timeout $l "$CHK" perf --only batch --kv 65536 \
+                            ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --json "$O/perf_batch_chunk$c.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
                     done ;;
         ncusplit)   for e in ${NS_ENVS:-none}; do for kv in ${NS_KV:-4096 65536}; do
                         sfx=$kv; [ "$e" = none ] || { sfx=${e#GGML_CUDA_SE_SPLIT_}; sfx=${kv}_${sfx//=/_}; }
