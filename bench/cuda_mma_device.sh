@@ -8,8 +8,9 @@
 #       STEP: check, perf, check64, perf64, perfold, checkdec, perfdec, ncu, ncu2 (default: check perf perf64);
 #             checkdecmma/perfdecmma, checkdecvec/perfdecvec: one query with GGML_CUDA_SE_DEC=mma / =vec
 #             perfdecmma64: one query through the mma kernel's 64-column instances (GGML_CUDA_SE_DEC_COLS=64)
-#             perfdec16/checkdec16: one query through the 16-column instances (GGML_CUDA_SE_DEC_COLS=16) instead of the
-#                     8-column ones (head sizes 96 and 128, seventeenth session)
+#             perfdeccols/checkdeccols: one query with each of $DEC_COLS (default 8 16) in GGML_CUDA_SE_DEC_COLS: the 8- and
+#                     16-column instances at head sizes 96 and 128 at every length, perf/check_decode_n<cols>.jsonl
+#                     (seventeenth session; its run at commit c31ae5c had perfdec16, = perfdeccols with DEC_COLS=16)
 #             perfnbr1: batches with the neighbor keys as a stock part of the split route (GGML_CUDA_SE_SPLIT_NBR=1)
 #             checksplit: the batch checks with the split route's variants: the band's neighbor scores as a launch of
 #                     their own (GGML_CUDA_SE_SPLIT_SEG=0), the band through the Self-Extend kernel
@@ -150,8 +151,15 @@ PY
         checkdecmma) GGML_CUDA_SE_DEC=mma timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_mma.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
         perfdecmma)  GGML_CUDA_SE_DEC=mma timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         checkdecvec) GGML_CUDA_SE_DEC=vec timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_vec.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
-        perfdec16)   GGML_CUDA_SE_DEC_COLS=16 timeout $l "$CHK" perf --only decode --json "$O/perf_decode_n16.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        checkdec16)  GGML_CUDA_SE_DEC_COLS=16 timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_n16.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
+        perfdeccols|checkdeccols)
+                     for c in ${DEC_COLS:-8 16}; do
+                         echo "== GGML_CUDA_SE_DEC_COLS=$c"
+                         if [ "$st" = perfdeccols ]; then
+                             GGML_CUDA_SE_DEC_COLS=$c timeout $l "$CHK" perf --only decode --json "$O/perf_decode_n$c.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
+                         else
+                             GGML_CUDA_SE_DEC_COLS=$c timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_n$c.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok "
+                         fi
+                     done ;;
         perfdecmma64) GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         ncudec)   for name in ${NCUDEC_ROUTES:-mma vec}; do
