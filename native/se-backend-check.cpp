@@ -325,6 +325,13 @@ static std::vector<fa_case> check_cases(bool quick) {
     cs.push_back({ 96, 2, 4,   1,  4352, 1, F16,  7,  500,    0, NORM, 0, 0.0f});
     cs.push_back({ 96, 1, 8,   1,  4352, 1, F16,  4, 1000,    0, NEOX, 1, 0.0f});
     cs.push_back({ 96, 4, 1,   1,  4352, 1, F16,  4, 1000, 8000, NEOX, 0, 0.0f});
+    // q8_0 K/V in llama.cpp's vector kernel (the bytes of K against the rotated query in float): MHA (Llama-2-7B) with
+    // gapped positions, NEOX, logit softcap, pos_min inside the keys; GQA 4 below the mma route's 4096 keys
+    cs.push_back({128, 4, 1,   1, 16384, 1, Q8,   8, 1000,    0, NORM, 1, 0.0f});
+    cs.push_back({128, 4, 1,   1,  4096, 1, Q8,   5,  700,    0, NEOX, 0, 0.0f});
+    cs.push_back({128, 4, 1,   1,  4096, 1, Q8,   6, 1024,    0, NORM, 0, 30.0f});
+    cs.push_back({128, 4, 1,   1, 65536, 1, Q8,  16, 2048, 9000, NORM, 0, 0.0f});
+    cs.push_back({128, 2, 4,   1,  2048, 1, Q8,   3,  500,    0, NORM, 1, 0.0f});
     // batches of queries: the mma kernel
     for (int kv : {1000, 4096, 16384}) {
         cs.push_back({128, 2, 4, 512,   kv, 1, F16,  8, 1024,    0, NORM, 0, 0.0f});
