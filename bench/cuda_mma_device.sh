@@ -20,6 +20,8 @@
 #             perfab: batches with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_SPLIT_SEG=0
 #                     GGML_CUDA_SE_SPLIT_BAND=se), perf_batch_<setting>.jsonl
 #             perfdec, perfdecvec: also filtered by $PERF_SHAPE (below)
+#             perfdecab/checkdecab: one query with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_VEC=e1);
+#                     perf: the shapes whose name contains $PERF_SHAPE; perf/check_decode_<setting, = as _>.jsonl
 #             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536; the word default: what the scratch holds) grouped
 #                     keys per chunk (GGML_CUDA_SE_SPLIT_CHUNK), the shapes whose name contains $PERF_SHAPE (default all)
 #             ncusplit: the GPU time of every kernel of the batch ops (Llama-3 shape f16 first) at kv $NS_KV (default
@@ -162,6 +164,15 @@ PY
                          fi
                      done ;;
         perfdecmma64) GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        perfdecab|checkdecab)
+                     for e in ${PERF_ENVS:-GGML_CUDA_SE_VEC=e1}; do
+                         echo "== $e"; sfx=${e#GGML_CUDA_}; sfx=${sfx//=/_}
+                         if [ "$st" = perfdecab ]; then
+                             env "$e" timeout $l "$CHK" perf --only decode ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --json "$O/perf_decode_$sfx.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
+                         else
+                             env "$e" timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_$sfx.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok "
+                         fi
+                     done ;;
         perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         ncudec)   for name in ${NCUDEC_ROUTES:-mma vec}; do
                       GGML_CUDA_SE_DEC=$name timeout 100 "$NCU" --clock-control none $NCUDEC_OPTS --metrics gpu__time_duration.sum,launch__grid_size \

@@ -507,7 +507,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
             continue;
         }
         for (ggml_type type : {GGML_TYPE_F16, GGML_TYPE_Q8_0}) {
-            if (type == GGML_TYPE_Q8_0 && (s.D != 128 || s.mode == GGML_ROPE_TYPE_NEOX)) {
+            if (type == GGML_TYPE_Q8_0 && s.D != 128) {
                 continue;
             }
             for (int n_q : {1, 512, 4096}) {
