@@ -53,6 +53,7 @@ FILES = [
     ("fattn-se-split-d96.cu", "-c"),             # (MHA only: 12 threads a key in the rotation, idle threads)
     ("template-instances/fattn-mma-f16-instance-ncols1_16-ncols2_4.cu", "-ptx"),  # a stock instance, same header
     ("template-instances/fattn-vec-instance-f16-f16.cu", "-ptx"),                 # stock vector kernel, same header
+    ("template-instances/fattn-vec-instance-q8_0-q8_0.cu", "-ptx"),               # its q8_0 path (the SE one shares code)
 ]
 
 
