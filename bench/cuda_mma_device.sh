@@ -19,9 +19,9 @@
 #                     $SPLIT_VARIANTS replaces the list (the words after GGML_CUDA_SE_SPLIT_)
 #             perfab: batches with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_SPLIT_SEG=0
 #                     GGML_CUDA_SE_SPLIT_BAND=se), perf_batch_<setting>.jsonl
-#             perfdec, perfdecvec: also filtered by $PERF_SHAPE (below)
-#             perfdecab/checkdecab: one query with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_VEC=e1);
-#                     perf: the shapes whose name contains $PERF_SHAPE; perf/check_decode_<setting, = as _>.jsonl
+#             every decode timing step (perfdec*): only the shapes whose name contains $PERF_SHAPE (default all)
+#             perfdecab/checkdecab: one query with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_VEC=e1),
+#                     perf/check_decode_<setting, = as _>.jsonl
 #             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536; the word default: what the scratch holds) grouped
 #                     keys per chunk (GGML_CUDA_SE_SPLIT_CHUNK), the shapes whose name contains $PERF_SHAPE (default all)
 #             ncusplit: the GPU time of every kernel of the batch ops (Llama-3 shape f16 first) at kv $NS_KV (default
@@ -105,6 +105,16 @@ ncu_source() {
     echo "== $name: $(wc -c < "$O/$name.csv") bytes"; head -c 600 "$O/$name.csv"; echo
     grep -i "stall\|warp cycles\|issued" "$O/${name}_details.txt" | head -12
 }
+# one query: se-backend-check MODE (check or perf) --only decode with the settings ENV... into MODE_decode<NAME>.jsonl;
+# perf only the shapes whose name contains $PERF_SHAPE (default all). dec MODE NAME [ENV...]
+dec() {
+    local mode=$1 name=$2; shift 2
+    if [ "$mode" = check ]; then
+        env "$@" timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode$name.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok "
+    else
+        env "$@" timeout $l "$CHK" perf --only decode ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --json "$O/perf_decode$name.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
+    fi
+}
 for st in "$@"; do
     l=$(left); [ "$l" -lt 20 ] && { el "no time for $st"; continue; }
     el "$st (max $l s)"
@@ -146,34 +156,24 @@ PY
                         --section MemoryWorkloadAnalysis "$CHK" perf --only batch --kv 4096 --rep 1 > "$O/ncuprep.txt" 2>&1
                     grep -i "fattn_se_split_prep\|^ *duration\|dram throughput\|memory throughput\|achieved occupancy\|grid size\|registers per\|warp cycles per issued\|theoretical occupancy" "$O/ncuprep.txt" | head -60 ;;
         check64)  GGML_CUDA_SE_MMA=64 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_n64.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
-        checkdec) timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
+        checkdec)     dec check "" ;;
         perf)     timeout $l "$CHK" perf --only batch --json "$O/perf_batch.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perf64)   GGML_CUDA_SE_MMA=64  timeout $l "$CHK" perf --only batch --json "$O/perf_batch_n64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         perfold)  GGML_CUDA_SE_MMA=old timeout $l "$CHK" perf --only batch --json "$O/perf_batch_old.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        perfdec)  timeout $l "$CHK" perf --only decode ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --json "$O/perf_decode.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        checkdecmma) GGML_CUDA_SE_DEC=mma timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_mma.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
-        perfdecmma)  GGML_CUDA_SE_DEC=mma timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        checkdecvec) GGML_CUDA_SE_DEC=vec timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_vec.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok " ;;
+        perfdec)      dec perf "" ;;
+        checkdecmma)  dec check _mma GGML_CUDA_SE_DEC=mma ;;
+        perfdecmma)   dec perf _mma GGML_CUDA_SE_DEC=mma ;;
+        checkdecvec)  dec check _vec GGML_CUDA_SE_DEC=vec ;;
         perfdeccols|checkdeccols)
-                     for c in ${DEC_COLS:-8 16}; do
-                         echo "== GGML_CUDA_SE_DEC_COLS=$c"
-                         if [ "$st" = perfdeccols ]; then
-                             GGML_CUDA_SE_DEC_COLS=$c timeout $l "$CHK" perf --only decode --json "$O/perf_decode_n$c.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
-                         else
-                             GGML_CUDA_SE_DEC_COLS=$c timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_n$c.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok "
-                         fi
-                     done ;;
-        perfdecmma64) GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 timeout $l "$CHK" perf --only decode --json "$O/perf_decode_mma64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+                      for c in ${DEC_COLS:-8 16}; do
+                          echo "== GGML_CUDA_SE_DEC_COLS=$c"; dec "${st%deccols}" "_n$c" GGML_CUDA_SE_DEC_COLS=$c
+                      done ;;
+        perfdecmma64) dec perf _mma64 GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 ;;
         perfdecab|checkdecab)
-                     for e in ${PERF_ENVS:-GGML_CUDA_SE_VEC=e1}; do
-                         echo "== $e"; sfx=${e#GGML_CUDA_}; sfx=${sfx//=/_}
-                         if [ "$st" = perfdecab ]; then
-                             env "$e" timeout $l "$CHK" perf --only decode ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --json "$O/perf_decode_$sfx.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
-                         else
-                             env "$e" timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode_$sfx.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok "
-                         fi
-                     done ;;
-        perfdecvec)  GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --json "$O/perf_decode_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+                      for e in ${PERF_ENVS:-GGML_CUDA_SE_VEC=e1}; do
+                          echo "== $e"; sfx=${e#GGML_CUDA_}; dec "${st%decab}" "_${sfx//=/_}" "$e"
+                      done ;;
+        perfdecvec)   dec perf _vec GGML_CUDA_SE_DEC=vec ;;
         ncudec)   for name in ${NCUDEC_ROUTES:-mma vec}; do
                       GGML_CUDA_SE_DEC=$name timeout 100 "$NCU" --clock-control none $NCUDEC_OPTS --metrics gpu__time_duration.sum,launch__grid_size \
                           --csv "$CHK" perf --only decode --kv 4096 --rep 1 > "$O/ncudec_$name.csv" 2> "$O/ncudec_$name.err"
