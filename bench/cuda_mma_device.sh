@@ -18,7 +18,7 @@
 #                     of 4096 keys (GGML_CUDA_SE_SPLIT_CHUNK=4096), from 64 grouped keys on (GGML_CUDA_SE_SPLIT_MIN=64);
 #                     $SPLIT_VARIANTS replaces the list (the words after GGML_CUDA_SE_SPLIT_)
 #             perfab: batches with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_SPLIT_SEG=0
-#                     GGML_CUDA_SE_SPLIT_BAND=se), perf_batch_<setting>.jsonl
+#                     GGML_CUDA_SE_SPLIT_BAND=se), perf_batch_<setting, = as _>.jsonl (a name with = does not come back)
 #             every decode timing step (perfdec*): only the shapes whose name contains $PERF_SHAPE (default all)
 #             perfdecab/checkdecab: one query with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_VEC=e1),
 #                     perf/check_decode_<setting, = as _>.jsonl
@@ -127,11 +127,11 @@ for st in "$@"; do
         perfnbr1)   GGML_CUDA_SE_SPLIT_NBR=1 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_nbr1.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
         checksplit) for v in ${SPLIT_VARIANTS:-SEG=0 BAND=se ACC=0 CHUNK=4096 MIN=64}; do
                         echo "== GGML_CUDA_SE_SPLIT_$v"
-                        env GGML_CUDA_SE_SPLIT_$v timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_split_$v.jsonl" 2>&1 | grep "^check:\|FAIL"
+                        env GGML_CUDA_SE_SPLIT_$v timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_split_${v//=/_}.jsonl" 2>&1 | grep "^check:\|FAIL"
                     done ;;
         perfab)     for e in ${PERF_ENVS:-GGML_CUDA_SE_SPLIT_SEG=0 GGML_CUDA_SE_SPLIT_BAND=se}; do
-                        echo "== $e"
-                        env "$e" timeout $l "$CHK" perf --only batch --json "$O/perf_batch_${e#GGML_CUDA_}.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
+                        echo "== $e"; sfx=${e#GGML_CUDA_}
+                        env "$e" timeout $l "$CHK" perf --only batch --json "$O/perf_batch_${sfx//=/_}.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU"
                     done ;;
         perfchunk)  for c in ${CHUNKS:-4096 65536}; do
                         env $([ "$c" = default ] || echo "GGML_CUDA_SE_SPLIT_CHUNK=$c") timeout $l "$CHK" perf --only batch --kv 65536 \
