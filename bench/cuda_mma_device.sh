@@ -105,26 +105,30 @@ ncu_source() {
     echo "== $name: $(wc -c < "$O/$name.csv") bytes"; head -c 600 "$O/$name.csv"; echo
     grep -i "stall\|warp cycles\|issued" "$O/${name}_details.txt" | head -12
 }
-# one query: se-backend-check MODE (check or perf) --only decode with the settings ENV... into MODE_decode<NAME>.jsonl;
-# perf only the shapes whose name contains $PERF_SHAPE (default all). dec MODE NAME [ENV...]
-dec() {
-    local mode=$1 name=$2; shift 2
+# se-backend-check MODE (check or perf) --only ONLY (batch or decode) with the settings ENV... into MODE_ONLY<NAME>.jsonl;
+# for one query, the check's passing cases only in the JSON, and perf only the shapes whose name contains $PERF_SHAPE
+# (default all). op ONLY MODE NAME [ENV...]
+op() {
+    local only=$1 mode=$2 name=$3 hide= shape=(); shift 3
+    if [ "$only" = decode ]; then
+        hide='\|^D=.* ok '; [ -n "$PERF_SHAPE" ] && shape=(--shape "$PERF_SHAPE")
+    fi
     if [ "$mode" = check ]; then
-        env "$@" timeout $l "$CHK" check --threads 16 --only decode --json "$O/check_decode$name.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0\|^D=.* ok "
+        env "$@" timeout $l "$CHK" check --threads 16 --only $only --json "$O/check_$only$name.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0$hide"
     else
-        env "$@" timeout $l "$CHK" perf --only decode ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --json "$O/perf_decode$name.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
+        env "$@" timeout $l "$CHK" perf --only $only "${shape[@]}" --json "$O/perf_$only$name.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
     fi
 }
 for st in "$@"; do
     l=$(left); [ "$l" -lt 20 ] && { el "no time for $st"; continue; }
     el "$st (max $l s)"
     case $st in
-        check)    timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
-        checkfused) GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_fused.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
-        perffused)  GGML_CUDA_SE_SPLIT=0 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_fused.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        check)      op batch check "" ;;
+        checkfused) op batch check _fused GGML_CUDA_SE_SPLIT=0 ;;
+        perffused)  op batch perf _fused GGML_CUDA_SE_SPLIT=0 ;;
         perfneox)   GGML_CUDA_SE_MMA=old timeout $l "$CHK" perf --only batch --shape NEOX --json "$O/perf_batch_neox_old.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
                     GGML_CUDA_SE_DEC=vec timeout $l "$CHK" perf --only decode --shape NEOX --json "$O/perf_decode_neox_vec.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0\|^shape\|^GPU" ;;
-        perfnbr1)   GGML_CUDA_SE_SPLIT_NBR=1 timeout $l "$CHK" perf --only batch --json "$O/perf_batch_nbr1.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
+        perfnbr1)   op batch perf _nbr1 GGML_CUDA_SE_SPLIT_NBR=1 ;;
         checksplit) for v in ${SPLIT_VARIANTS:-SEG=0 BAND=se ACC=0 CHUNK=4096 MIN=64}; do
                         echo "== GGML_CUDA_SE_SPLIT_$v"
                         env GGML_CUDA_SE_SPLIT_$v timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_split_${v//=/_}.jsonl" 2>&1 | grep "^check:\|FAIL"
@@ -155,25 +159,25 @@ PY
                         --launch-count 3 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
                         --section MemoryWorkloadAnalysis "$CHK" perf --only batch --kv 4096 --rep 1 > "$O/ncuprep.txt" 2>&1
                     grep -i "fattn_se_split_prep\|^ *duration\|dram throughput\|memory throughput\|achieved occupancy\|grid size\|registers per\|warp cycles per issued\|theoretical occupancy" "$O/ncuprep.txt" | head -60 ;;
-        check64)  GGML_CUDA_SE_MMA=64 timeout $l "$CHK" check --threads 16 --only batch --json "$O/check_batch_n64.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0" ;;
-        checkdec)     dec check "" ;;
-        perf)     timeout $l "$CHK" perf --only batch --json "$O/perf_batch.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        perf64)   GGML_CUDA_SE_MMA=64  timeout $l "$CHK" perf --only batch --json "$O/perf_batch_n64.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        perfold)  GGML_CUDA_SE_MMA=old timeout $l "$CHK" perf --only batch --json "$O/perf_batch_old.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0" ;;
-        perfdec)      dec perf "" ;;
-        checkdecmma)  dec check _mma GGML_CUDA_SE_DEC=mma ;;
-        perfdecmma)   dec perf _mma GGML_CUDA_SE_DEC=mma ;;
-        checkdecvec)  dec check _vec GGML_CUDA_SE_DEC=vec ;;
+        check64)      op batch check _n64 GGML_CUDA_SE_MMA=64 ;;
+        checkdec)     op decode check "" ;;
+        perf)         op batch perf "" ;;
+        perf64)       op batch perf _n64 GGML_CUDA_SE_MMA=64 ;;
+        perfold)      op batch perf _old GGML_CUDA_SE_MMA=old ;;
+        perfdec)      op decode perf "" ;;
+        checkdecmma)  op decode check _mma GGML_CUDA_SE_DEC=mma ;;
+        perfdecmma)   op decode perf _mma GGML_CUDA_SE_DEC=mma ;;
+        checkdecvec)  op decode check _vec GGML_CUDA_SE_DEC=vec ;;
         perfdeccols|checkdeccols)
                       for c in ${DEC_COLS:-8 16}; do
-                          echo "== GGML_CUDA_SE_DEC_COLS=$c"; dec "${st%deccols}" "_n$c" GGML_CUDA_SE_DEC_COLS=$c
+                          echo "== GGML_CUDA_SE_DEC_COLS=$c"; op decode "${st%deccols}" "_n$c" GGML_CUDA_SE_DEC_COLS=$c
                       done ;;
-        perfdecmma64) dec perf _mma64 GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 ;;
+        perfdecmma64) op decode perf _mma64 GGML_CUDA_SE_DEC=mma GGML_CUDA_SE_DEC_COLS=64 ;;
         perfdecab|checkdecab)
                       for e in ${PERF_ENVS:-GGML_CUDA_SE_VEC=e1}; do
-                          echo "== $e"; sfx=${e#GGML_CUDA_}; dec "${st%decab}" "_${sfx//=/_}" "$e"
+                          echo "== $e"; sfx=${e#GGML_CUDA_}; op decode "${st%decab}" "_${sfx//=/_}" "$e"
                       done ;;
-        perfdecvec)   dec perf _vec GGML_CUDA_SE_DEC=vec ;;
+        perfdecvec)   op decode perf _vec GGML_CUDA_SE_DEC=vec ;;
         ncudec)   for name in ${NCUDEC_ROUTES:-mma vec}; do
                       GGML_CUDA_SE_DEC=$name timeout 100 "$NCU" --clock-control none $NCUDEC_OPTS --metrics gpu__time_duration.sum,launch__grid_size \
                           --csv "$CHK" perf --only decode --kv 4096 --rep 1 > "$O/ncudec_$name.csv" 2> "$O/ncudec_$name.err"
