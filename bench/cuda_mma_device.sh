@@ -46,6 +46,15 @@
 #                    once, repeated model steps append to model_bench.jsonl
 #             modeldec: the model bench at $MD_LENGTHS (default 16k,32k,64k), 48 decode steps, default route,
 #                    GGML_CUDA_SE_DEC=vec, =mma and GGML_CUDA_DISABLE_GRAPHS=1 (model_dec.jsonl)
+#             models: bench/cuda_model_bench.py on the default routes for each of $MODELS (default: llama3 llama3:q8_0 qwen
+#                    llama2 phi3; a 4-layer model each, written once into $K: llama3 Llama-3-8B heads 32/8 of 128, qwen
+#                    32/4 of 128 with NEOX pairs, llama2 32/32 of 128, phi3 32/32 of 96 with NEOX pairs; :q8_0 a q8_0 KV
+#                    cache) at $LENGTHS (default 4096,16384,32768,65536), needs FULL=1 (models.jsonl)
+#             ncudeckv: Nsight Compute sections (speed of light, launch, occupancy, warp states, instructions) of every
+#                    flash-attention launch of the one-query ops of the shapes $PERF_SHAPE at kv $NCU_KV (default 16384;
+#                    per case stock, SE, SE with W > kv, each a warm-up and a timed launch), ncudeckv.txt
+#             ncusrcdeckv: ncu_source (below) at kv $NCU_KV of the shapes $PERF_SHAPE for each "NAME PATTERN SKIP" of
+#                    $NCUSRC (default: the stock 8-column and the SE 16-column NEOX instances, Qwen2.5-7B heads)
 #             ncumodel: the GPU time of every kernel of two decode steps of the model at $NM_LENGTH (default 32k),
 #                    stock and SE (Nsight Compute, warm caches; ncumodel_*.csv, summary on stdout)
 #             ncuprefill: the same for prefill ubatch $NM_UBATCH (default 48) of the model at $NM_LENGTH
@@ -93,13 +102,14 @@ ncu_model() {
     done
 }
 # ncu_source NAME PATTERN SKIP ONLY: Nsight Compute's source page (SASS, per-instruction stall samples) and details of
-# one launch of flash_attn_ext_f16 whose mangled name matches PATTERN (after SKIP such launches) in the kv 4096 timing
-# of se-backend-check perf --only ONLY: NAME.csv, NAME_details.txt, NAME.log
+# one launch of flash_attn_ext_f16 whose mangled name matches PATTERN (after SKIP such launches) in the timing at kv
+# $NCU_KV (default 4096) of se-backend-check perf --only ONLY (the shapes $PERF_SHAPE, default all): NAME.csv,
+# NAME_details.txt, NAME.log; $NCU_OPTS: more options for ncu (e.g. --cache-control none: caches as the launch finds them)
 ncu_source() {
     local name=$1 pat=$2 skip=$3 only=$4
-    timeout 120 "$NCU" --clock-control none --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
+    timeout 120 "$NCU" --clock-control none $NCU_OPTS --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
         --launch-skip "$skip" --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/$name" \
-        "$CHK" perf --only "$only" --kv 4096 --rep 1 > "$O/$name.log" 2>&1
+        "$CHK" perf --only "$only" --kv "${NCU_KV:-4096}" ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --rep 1 > "$O/$name.log" 2>&1
     timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page source --print-source sass --csv > "$O/$name.csv" 2>> "$O/$name.log"
     timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page details > "$O/${name}_details.txt" 2>> "$O/$name.log"
     echo "== $name: $(wc -c < "$O/$name.csv") bytes"; head -c 600 "$O/$name.csv"; echo
@@ -195,6 +205,32 @@ PY
                       ncu_source "ncusrc_$name" "$pat" "$skip" batch
                   done ;;
         model)    mb $l --json "$O/model_bench.jsonl" ;;
+        models)   [ -d "$K/inst" ] || { echo "models: needs FULL=1"; continue; }
+                  for m in ${MODELS:-llama3 llama3:q8_0 qwen llama2 phi3}; do
+                      tag=${m%%:*}; kv=f16; [ "$tag" = "$m" ] || kv=${m#*:}
+                      case $tag in
+                          llama3) w=() ;;
+                          qwen)   w=(--n-head-kv 4 --arch qwen2) ;;
+                          llama2) w=(--n-head-kv 32) ;;
+                          phi3)   w=(--n-head-kv 32 --head-size 96 --arch qwen2) ;;
+                          *)      echo "models: unknown $tag"; continue ;;
+                      esac
+                      l=$(left); [ "$l" -lt 30 ] && { el "no time for $m"; break; }
+                      el "model $m (max $l s)"
+                      [ -e "$K/m_$tag.gguf" ] || PYTHONPATH=$K/site:$PWD python3 bench/cuda_model_bench.py --write "$K/m_$tag.gguf" \
+                          --write-only "${w[@]}" | grep -v '^llama\|^load'
+                      ( se_use_install && timeout "$l" python3 bench/cuda_model_bench.py -m "$K/m_$tag.gguf" --kv "$kv" \
+                          --lengths "${LENGTHS:-4096,16384,32768,65536}" --tag "$m" --json "$O/models.jsonl" 2>&1 ) | grep -v '^llama\|^load'
+                  done ;;
+        ncudeckv) timeout "$l" "$NCU" --clock-control none --kernel-name regex:flash_attn --section SpeedOfLight --section LaunchStats \
+                      --section Occupancy --section WarpStateStats --section InstructionStats "$CHK" perf --only decode \
+                      --kv "${NCU_KV:-16384}" ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --rep 1 > "$O/ncudeckv.txt" 2>&1
+                  grep -i "^  [a-z_]*flash\|^  void\|duration\|dram throughput\|grid size\|registers per\|achieved occupancy\|warp cycles per issued\|executed instructions  \|^shape\|^qwen\|^llama\|^smollm\|^phi" "$O/ncudeckv.txt" | head -150 ;;
+        ncusrcdeckv)
+                  while read -r name pat skip; do
+                      [ -n "$name" ] && ncu_source "ncusrcdeckv_$name" "$pat" "$skip" decode
+                  done <<< "${NCUSRC:-stock Li1ELi8E.*Li0EE 1
+se Li2ELi8E.*Li5EE 1}" ;;
         modeldec) # decode at the lengths where the mma route runs, by route and with CUDA graphs off
                   for e in "" GGML_CUDA_SE_DEC=vec GGML_CUDA_SE_DEC=mma GGML_CUDA_DISABLE_GRAPHS=1; do
                       echo "== ${e:-default}"

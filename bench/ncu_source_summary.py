@@ -8,6 +8,10 @@ tile, the fixup), "never". For each class: instructions, warp-instructions execu
 
     python bench/ncu_source_summary.py NAME=ncusrc_stock.csv NAME2=ncusrc_se.csv [--json OUT]
 
+With --regions NAME:LO-HI=LABEL[,LO-HI=LABEL...] (offsets from the kernel's first instruction, hex), also the stall
+samples, executed instructions and top stall reasons of each such range of input NAME (e.g. the per-block set-up, the
+middle K tiles and the last one, as --buckets shows them).
+
 With --buckets BYTES, also the executed code by address, in buckets of BYTES from the kernel's first instruction:
 stall samples, distinct instructions executed, their mean execution count, the top stall reasons and the kinds of
 instruction that mark a region (tensor-core HMMA, double-precision DMUL/DFMA, barriers, global loads).
@@ -92,12 +96,44 @@ def buckets(page, size):
     return res
 
 
+def regions(page, spans):
+    """Rows (label, lo, hi, samples, executed, distinct executed, top stalls) of the address ranges spans [(lo, hi, label)]."""
+    _, head, rows, stall_cols = page
+    i_addr = head.index("Address")
+    i_samples = head.index("Warp Stall Sampling (All Samples)")
+    i_exec = head.index("Instructions Executed")
+    data = [r for r in rows if len(r) == len(head)]
+    a0 = int(data[0][i_addr], 16)
+    res = []
+    for lo, hi, label in spans:
+        sel = [r for r in data if lo <= int(r[i_addr], 16) - a0 < hi]
+        stalls = {head[j][6:]: sum(_num(r[j]) for r in sel) for j in stall_cols}
+        top = sorted(((k, v) for k, v in stalls.items() if v), key=lambda kv: -kv[1])[:4]
+        res.append((label, lo, hi, sum(_num(r[i_samples]) for r in sel), sum(_num(r[i_exec]) for r in sel),
+                    sum(1 for r in sel if _num(r[i_exec]) > 0), top))
+    return res
+
+
+def parse_regions(specs):
+    """{name: [(lo, hi, label)]} from --regions NAME:LO-HI=LABEL,..."""
+    out = {}
+    for spec in specs:
+        name, _, rest = spec.partition(":")
+        for part in rest.split(","):
+            span, _, label = part.partition("=")
+            lo, _, hi = span.partition("-")
+            out.setdefault(name, []).append((int(lo, 16), int(hi, 16), label or span))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("inputs", nargs="+", help="NAME=FILE.csv")
     ap.add_argument("--json", default=None, help="append one JSON line per input here")
     ap.add_argument("--buckets", type=int, default=0, help="also the executed code by address, buckets of BYTES")
+    ap.add_argument("--regions", action="append", default=[], help="NAME:LO-HI=LABEL[,...] (hex offsets)")
     args = ap.parse_args()
+    spans = parse_regions(args.regions)
     res = []
     for spec in args.inputs:
         name, _, path = spec.partition("=")
@@ -111,6 +147,10 @@ def main():
             st = ", ".join(f"{k[6:]} {v}" for k, v in list(s[c]["stalls"].items())[:8])
             print(f"  {c:8s} {s[c]['instructions']:6d} instr, {s[c]['executed']:10d} executed, "
                   f"{s[c]['samples']:6d} samples: {st}")
+        for label, lo, hi, smp, ex, n, top in regions(page, spans.get(name, [])):
+            st = ", ".join(f"{k} {v:.0f}" for k, v in top)
+            print(f"  {label:12s} {lo:6x}-{hi:6x} {smp:6.0f} samples ({100*smp/max(s['samples'], 1):4.1f}%), "
+                  f"{ex:10.0f} executed, {n:5d} instr: {st}")
         if args.buckets:
             print(f"  {'offset':>8s} {'samples':>8s} {'share':>6s} {'instr':>6s} {'mean exec':>9s}  top stalls; marks")
             for off, smp, n, mean, top, marks in buckets(page, args.buckets):
