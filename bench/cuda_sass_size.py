@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Code size, registers and spills of the flash-attention kernels of patch 0003, without a GPU.
+
+The twentieth session's profile (docs/CUDA.md) found the one-query Self-Extend launches waiting mostly for
+instructions, and a build with one more set-up path (never taken) 6-7 % slower at 4k keys: the kernels' code size is
+a lever that can be measured here. This compiles CUDA instance files of the patched llama.cpp for sm_90 with the
+flags of ggml's CMake (-O3 -use_fast_math), as tests/test_cuda_compile.py prepares the tree (patches applied to the
+pristine tree of the README's install, a cuBLAS declaration stub), and prints for every flash_attn_ext_f16 kernel its
+template arguments (DKQ, DV, ncols1, ncols2, ..., se_mode), its SASS instructions (the size of its .text section / 16
+bytes), registers and spill bytes (ptxas -v). Checked against the H100 build of the twentieth session: the same
+instructions and registers as Nsight Compute reported there for the Llama-3 shape's one-query instance (14,064,
+255) and the stock 8-column one (5,296, 242), and the same registers for the 16-column NEOX one (212).
+
+    python bench/cuda_sass_size.py                                   # the one-query instance files
+    python bench/cuda_sass_size.py fattn-se-mma-d128-n8.cu --apply variant.diff   # patch 0003 + a change to try
+"""
+
+import argparse
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests import test_cuda_compile as cc  # noqa: E402  (the compile check's tree and stub, one source)
+
+DEFAULT_FILES = ["fattn-se-mma-d128-n8.cu", "fattn-se-mma-d128-n16.cu", "fattn-se-mma-d96-n8.cu",
+                 "template-instances/fattn-mma-f16-instance-ncols1_1-ncols2_8.cu"]
+
+
+def text_sections(cubin: bytes):
+    """{section name: size in bytes} of an ELF64 file (a cubin)."""
+    if cubin[:4] != b"\x7fELF" or cubin[4] != 2:
+        raise ValueError("not an ELF64 file")
+    shoff = struct.unpack_from("<Q", cubin, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", cubin, 0x3A)
+    hdrs = [struct.unpack_from("<IIQQQQIIQQ", cubin, shoff + i*shentsize) for i in range(shnum)]
+    strtab = hdrs[shstrndx][4]
+
+    def name(off):
+        end = cubin.index(b"\0", strtab + off)
+        return cubin[strtab + off:end].decode()
+    return {name(h[0]): h[5] for h in hdrs if name(h[0]).startswith(".text.")}
+
+
+def kernel_args(mangled: str) -> str:
+    """The template arguments of flash_attn_ext_f16<...> from its mangled name, e.g. 128,128,2,4,0,0,0,1."""
+    m = re.search(r"flash_attn_ext_f16I(.*?)EEv", mangled)
+    return ",".join(re.findall(r"L[ib](\d+)E?", m.group(1))) if m else mangled
+
+
+def ptxas_info(log: str):
+    """{mangled kernel name: (registers, spill store bytes)} from nvcc -Xptxas -v output."""
+    out, cur, spill = {}, None, 0
+    for line in log.splitlines():
+        m = re.search(r"Compiling entry function '(\w+)'", line)
+        if m:
+            cur, spill = m.group(1), 0
+            continue
+        m = re.search(r"(\d+) bytes spill stores", line)
+        if m and cur:
+            spill = int(m.group(1))
+        m = re.search(r"Used (\d+) registers", line)
+        if m and cur:
+            out[cur] = (int(m.group(1)), spill)
+            cur = None
+    return out
+
+
+def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path):
+    cubin = out_dir / (name.replace("/", "_") + ".cubin")
+    cmd = ["nvcc", "-std=c++17", "-arch=sm_90", "-O3", "-use_fast_math", "--extended-lambda", "-DGGML_USE_CUDA",
+           *defines, f"-I{stub}", "-I../../include", "-I..", "-I.", "-cubin", "-Xptxas", "-v", name, "-o", str(cubin)]
+    r = subprocess.run(cmd, cwd=cuda_dir, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise SystemExit(f"nvcc {name} failed:\n{(r.stdout + r.stderr)[-4000:]}")
+    info = ptxas_info(r.stdout + r.stderr)
+    rows = []
+    for sec, size in sorted(text_sections(cubin.read_bytes()).items()):
+        kname = sec[len(".text."):]
+        if "flash_attn_ext_f16" not in kname:
+            continue
+        regs, spill = info.get(kname, (None, None))
+        rows.append({"file": name, "kernel": kernel_args(kname), "instructions": size // 16, "registers": regs,
+                     "spill_bytes": spill})
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="*", default=DEFAULT_FILES, help="files under ggml/src/ggml-cuda")
+    ap.add_argument("--tree", default=None, help="a patched llama.cpp tree (default: patches/*.patch applied to the "
+                    "pristine tree of the README's install, in a temporary folder)")
+    ap.add_argument("--apply", default=None, help="a diff (-p1, paths from the llama.cpp root) applied on top of the patches")
+    ap.add_argument("--json", default=None, help="append one JSON line per kernel here")
+    ap.add_argument("--tag", default="", help="a label stored with each JSON line (e.g. the variant)")
+    args = ap.parse_args()
+    if args.apply and args.tree:
+        raise SystemExit("--apply patches the temporary tree only; give --tree or --apply")
+    if shutil.which("nvcc") is None:
+        raise SystemExit("nvcc is not on PATH")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.tree:
+            tree = Path(args.tree)
+        else:
+            pristine = cc._pristine_tree()
+            if pristine is None:
+                raise SystemExit("no pristine llama.cpp tree under build/ (run the README's install first)")
+            tree = tmp / "llama.cpp"
+            cc._prepare_module().apply_patches(pristine, tree, sorted((ROOT / "patches").glob("*.patch")))
+        if args.apply:
+            r = subprocess.run(["patch", "-p1", "-s", "-d", str(tree), "-i", str(Path(args.apply).resolve())],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"{args.apply} does not apply:\n{r.stdout}{r.stderr}")
+        stub = tmp / "stub"
+        stub.mkdir()
+        (stub / "cublas_v2.h").write_text(cc.CUBLAS_STUB)
+        defines = cc._fa_type_defines(tree)
+        cuda_dir = tree / "ggml" / "src" / "ggml-cuda"
+        print(f"{'file':48s} {'flash_attn_ext_f16<...>':28s} {'instr':>7s} {'regs':>5s} {'spill':>6s}")
+        for name in args.files:
+            for row in compile_file(cuda_dir, stub, defines, name, tmp):
+                print(f"{row['file']:48s} {row['kernel']:28s} {row['instructions']:7d} {row['registers'] or '-':>5} "
+                      f"{row['spill_bytes'] if row['spill_bytes'] is not None else '-':>6}")
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps({"tag": args.tag, **row}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
