@@ -84,13 +84,12 @@ def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path):
     rows = []
     for sec, size in sorted(text_sections(cubin.read_bytes()).items()):
         kname = sec[len(".text."):]
-        if "flash_attn_ext_f16" in kname:
-            regs, spill = info.get(kname, (None, None))
-            rows.append({"file": name, "kernel": kernel_args(kname), "instructions": size // 16, "registers": regs,
-                         "spill_bytes": spill})
-        elif "fattn_mma_se" in kname:  # an out-of-line Self-Extend function of the mma kernel (its own section)
-            rows.append({"file": name, "kernel": kname[:60], "instructions": size // 16, "registers": None,
-                         "spill_bytes": None})
+        if "flash_attn_ext_f16" not in kname:
+            continue
+        # (a __noinline__ device function of the kernel is in the kernel's section, without -rdc: counted with it)
+        regs, spill = info.get(kname, (None, None))
+        rows.append({"file": name, "kernel": kernel_args(kname), "instructions": size // 16, "registers": regs,
+                     "spill_bytes": spill})
     return rows
 
 
@@ -115,16 +114,13 @@ def main():
             pristine = cc._pristine_tree()
             if pristine is None:
                 raise SystemExit("no pristine llama.cpp tree under build/ (run the README's install first)")
-            tree = tmp / "llama.cpp"
-            cc._prepare_module().apply_patches(pristine, tree, sorted((ROOT / "patches").glob("*.patch")))
+            tree = cc.apply_all_patches(pristine, tmp / "llama.cpp")
         if args.apply:
             r = subprocess.run(["patch", "-p1", "-s", "-d", str(tree), "-i", str(Path(args.apply).resolve())],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 raise SystemExit(f"{args.apply} does not apply:\n{r.stdout}{r.stderr}")
-        stub = tmp / "stub"
-        stub.mkdir()
-        (stub / "cublas_v2.h").write_text(cc.CUBLAS_STUB)
+        stub = cc.write_cublas_stub(tmp / "stub")
         defines = cc._fa_type_defines(tree)
         cuda_dir = tree / "ggml" / "src" / "ggml-cuda"
         print(f"{'file':48s} {'flash_attn_ext_f16<...>':28s} {'instr':>7s} {'regs':>5s} {'spill':>6s}")

@@ -63,19 +63,26 @@ def summarise(page):
 MARKS = ("HMMA", "DMUL", "DFMA", "MUFU", "BAR", "LDGSTS", "LDG", "STG", "LDSM", "HFMA2", "SHFL")
 
 
+def _offsets(page):
+    """(rows with every column, the byte offset of each from the kernel's first instruction)."""
+    _, head, rows, _ = page
+    i_addr = head.index("Address")
+    data = [r for r in rows if len(r) == len(head)]
+    a0 = int(data[0][i_addr], 16)
+    return data, [int(r[i_addr], 16) - a0 for r in data]
+
+
 def buckets(page, size):
     """Rows (offset, samples, distinct executed, mean executions, top stalls, marks) of the executed code."""
-    _, head, rows, stall_cols = page
-    i_addr = head.index("Address")
+    _, head, _, stall_cols = page
     i_src = head.index("Source")
     i_samples = head.index("Warp Stall Sampling (All Samples)")
     i_exec = head.index("Instructions Executed")
-    data = [r for r in rows if len(r) == len(head)]
-    a0 = int(data[0][i_addr], 16)
+    data, offs = _offsets(page)
     out = {}
-    for r in data:
+    for r, off in zip(data, offs):
         e = _num(r[i_exec])
-        b = out.setdefault((int(r[i_addr], 16) - a0) // size, {"samples": 0.0, "n": 0, "exec": 0.0, "stalls": {}, "marks": {}})
+        b = out.setdefault(off // size, {"samples": 0.0, "n": 0, "exec": 0.0, "stalls": {}, "marks": {}})
         b["samples"] += _num(r[i_samples])
         for j in stall_cols:
             b["stalls"][head[j][6:]] = b["stalls"].get(head[j][6:], 0.0) + _num(r[j])
@@ -98,15 +105,13 @@ def buckets(page, size):
 
 def regions(page, spans):
     """Rows (label, lo, hi, samples, executed, distinct executed, top stalls) of the address ranges spans [(lo, hi, label)]."""
-    _, head, rows, stall_cols = page
-    i_addr = head.index("Address")
+    _, head, _, stall_cols = page
     i_samples = head.index("Warp Stall Sampling (All Samples)")
     i_exec = head.index("Instructions Executed")
-    data = [r for r in rows if len(r) == len(head)]
-    a0 = int(data[0][i_addr], 16)
+    data, offs = _offsets(page)
     res = []
     for lo, hi, label in spans:
-        sel = [r for r in data if lo <= int(r[i_addr], 16) - a0 < hi]
+        sel = [r for r, off in zip(data, offs) if lo <= off < hi]
         stalls = {head[j][6:]: sum(_num(r[j]) for r in sel) for j in stall_cols}
         top = sorted(((k, v) for k, v in stalls.items() if v), key=lambda kv: -kv[1])[:4]
         res.append((label, lo, hi, sum(_num(r[i_samples]) for r in sel), sum(_num(r[i_exec]) for r in sel),

@@ -80,6 +80,19 @@ def _prepare_module():
     return mod
 
 
+def apply_all_patches(pristine: Path, dest: Path) -> Path:
+    """patches/*.patch applied to a copy of the pristine tree at dest (exits with a message if one does not apply)."""
+    _prepare_module().apply_patches(pristine, dest, sorted((ROOT / "patches").glob("*.patch")))
+    return dest
+
+
+def write_cublas_stub(folder: Path) -> Path:
+    """folder with the cublas_v2.h stub, for -I."""
+    folder.mkdir()
+    (folder / "cublas_v2.h").write_text(CUBLAS_STUB)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def patched_tree(tmp_path_factory):
     if shutil.which("nvcc") is None:
@@ -87,12 +100,8 @@ def patched_tree(tmp_path_factory):
     pristine = _pristine_tree()
     if pristine is None:
         pytest.skip("no pristine llama.cpp tree under build/ (run the README's install first)")
-    dest = tmp_path_factory.mktemp("cuda") / "llama.cpp"
-    patches = sorted((ROOT / "patches").glob("*.patch"))
-    _prepare_module().apply_patches(pristine, dest, patches)  # exits with a message if a patch does not apply
-    stub = dest.parent / "stub"
-    stub.mkdir()
-    (stub / "cublas_v2.h").write_text(CUBLAS_STUB)
+    dest = apply_all_patches(pristine, tmp_path_factory.mktemp("cuda") / "llama.cpp")
+    stub = write_cublas_stub(dest.parent / "stub")
     return dest, stub, _fa_type_defines(dest)
 
 
