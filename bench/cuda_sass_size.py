@@ -56,19 +56,19 @@ def kernel_args(mangled: str) -> str:
 
 
 def ptxas_info(log: str):
-    """{mangled kernel name: (registers, spill store bytes)} from nvcc -Xptxas -v output."""
-    out, cur, spill = {}, None, 0
+    """{mangled kernel name: (registers, spill store bytes, stack frame bytes)} from nvcc -Xptxas -v output."""
+    out, cur, spill, stack = {}, None, 0, 0
     for line in log.splitlines():
         m = re.search(r"Compiling entry function '(\w+)'", line)
         if m:
-            cur, spill = m.group(1), 0
+            cur, spill, stack = m.group(1), 0, 0
             continue
-        m = re.search(r"(\d+) bytes spill stores", line)
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores", line)
         if m and cur:
-            spill = int(m.group(1))
+            stack, spill = int(m.group(1)), int(m.group(2))
         m = re.search(r"Used (\d+) registers", line)
         if m and cur:
-            out[cur] = (int(m.group(1)), spill)
+            out[cur] = (int(m.group(1)), spill, stack)
             cur = None
     return out
 
@@ -87,9 +87,9 @@ def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path):
         if "flash_attn_ext_f16" not in kname:
             continue
         # (a __noinline__ device function of the kernel is in the kernel's section, without -rdc: counted with it)
-        regs, spill = info.get(kname, (None, None))
+        regs, spill, stack = info.get(kname, (None, None, None))
         rows.append({"file": name, "kernel": kernel_args(kname), "instructions": size // 16, "registers": regs,
-                     "spill_bytes": spill})
+                     "spill_bytes": spill, "stack_bytes": stack})
     return rows
 
 
@@ -123,11 +123,12 @@ def main():
         stub = cc.write_cublas_stub(tmp / "stub")
         defines = cc._fa_type_defines(tree)
         cuda_dir = tree / "ggml" / "src" / "ggml-cuda"
-        print(f"{'file':48s} {'flash_attn_ext_f16<...>':28s} {'instr':>7s} {'regs':>5s} {'spill':>6s}")
+        print(f"{'file':48s} {'flash_attn_ext_f16<...>':28s} {'instr':>7s} {'regs':>5s} {'spill':>6s} {'stack':>6s}")
         for name in args.files:
             for row in compile_file(cuda_dir, stub, defines, name, tmp):
                 print(f"{row['file']:48s} {row['kernel']:28s} {row['instructions']:7d} {row['registers'] or '-':>5} "
-                      f"{row['spill_bytes'] if row['spill_bytes'] is not None else '-':>6}")
+                      f"{row['spill_bytes'] if row['spill_bytes'] is not None else '-':>6} "
+                      f"{row['stack_bytes'] if row['stack_bytes'] is not None else '-':>6}")
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(json.dumps({"tag": args.tag, **row}) + "\n")
