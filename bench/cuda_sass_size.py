@@ -7,12 +7,16 @@ a lever that can be measured here. This compiles CUDA instance files of the patc
 flags of ggml's CMake (-O3 -use_fast_math), as tests/test_cuda_compile.py prepares the tree (patches applied to the
 pristine tree of the README's install, a cuBLAS declaration stub), and prints for every flash_attn_ext_f16 kernel its
 template arguments (DKQ, DV, ncols1, ncols2, ..., se_mode), its SASS instructions (the size of its .text section / 16
-bytes), registers and spill bytes (ptxas -v). Checked against the H100 build of the twentieth session: the same
+bytes), registers, spill bytes and stack frame (ptxas -v), and, where nvdisasm is found ($NVDISASM or PATH; the
+package nvidia-cuda-nvdisasm has it), its local-memory loads and stores (LDL, STL): the twenty-first session's
+out-of-line set-up was slower with fewer instructions because the block state it wrote through a reference lived in
+local memory from then on (62 LDL instead of 6). Checked against the H100 build of the twentieth session: the same
 instructions and registers as Nsight Compute reported there for the Llama-3 shape's one-query instance (14,064,
 255) and the stock 8-column one (5,296, 242), and the same registers for the 16-column NEOX one (212).
 
     python bench/cuda_sass_size.py                                   # the one-query instance files
     python bench/cuda_sass_size.py fattn-se-mma-d128-n8.cu --apply variant.diff   # patch 0003 + a change to try
+    NVDISASM=/path/to/nvdisasm python bench/cuda_sass_size.py fattn-se-mma-d128-n8.cu   # with LDL/STL counts
 """
 
 import argparse
@@ -73,7 +77,31 @@ def ptxas_info(log: str):
     return out
 
 
-def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path):
+def nvdisasm_path():
+    """nvdisasm from $NVDISASM or PATH (e.g. the package nvidia-cuda-nvdisasm, bin/ under nvidia/cu13), or None."""
+    import os
+    p = os.environ.get("NVDISASM") or shutil.which("nvdisasm")
+    return p if p and Path(p).is_file() else None
+
+
+def local_memory_ops(nvdisasm: str, cubin: Path):
+    """{kernel section name: (LDL count, STL count)}: local-memory loads and stores in each kernel's SASS (spills, the
+    stack frame of out-of-line calls, local arrays), from nvdisasm."""
+    out = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
+    counts, cur = {}, None
+    for line in out.splitlines():
+        m = re.match(r"\.text\.(\S+):", line)
+        if m:
+            cur = m.group(1)
+            counts[cur] = [0, 0]
+        elif cur and re.search(r"\bLDL\b", line):
+            counts[cur][0] += 1
+        elif cur and re.search(r"\bSTL\b", line):
+            counts[cur][1] += 1
+    return {k: tuple(v) for k, v in counts.items()}
+
+
+def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path, nvdisasm=None):
     cubin = out_dir / (name.replace("/", "_") + ".cubin")
     cmd = ["nvcc", "-std=c++17", "-arch=sm_90", "-O3", "-use_fast_math", "--extended-lambda", "-DGGML_USE_CUDA",
            *defines, f"-I{stub}", "-I../../include", "-I..", "-I.", "-cubin", "-Xptxas", "-v", name, "-o", str(cubin)]
@@ -81,6 +109,7 @@ def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path):
     if r.returncode != 0:
         raise SystemExit(f"nvcc {name} failed:\n{(r.stdout + r.stderr)[-4000:]}")
     info = ptxas_info(r.stdout + r.stderr)
+    local = local_memory_ops(nvdisasm, cubin) if nvdisasm else {}
     rows = []
     for sec, size in sorted(text_sections(cubin.read_bytes()).items()):
         kname = sec[len(".text."):]
@@ -90,6 +119,8 @@ def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path):
         regs, spill, stack = info.get(kname, (None, None, None))
         rows.append({"file": name, "kernel": kernel_args(kname), "instructions": size // 16, "registers": regs,
                      "spill_bytes": spill, "stack_bytes": stack})
+        if nvdisasm:
+            rows[-1]["ldl"], rows[-1]["stl"] = local.get(kname, (None, None))
     return rows
 
 
@@ -123,12 +154,17 @@ def main():
         stub = cc.write_cublas_stub(tmp / "stub")
         defines = cc._fa_type_defines(tree)
         cuda_dir = tree / "ggml" / "src" / "ggml-cuda"
-        print(f"{'file':48s} {'flash_attn_ext_f16<...>':28s} {'instr':>7s} {'regs':>5s} {'spill':>6s} {'stack':>6s}")
+        nvdisasm = nvdisasm_path()
+        if nvdisasm is None:
+            print("(no nvdisasm on PATH or in $NVDISASM: LDL/STL not counted)", file=sys.stderr)
+        cols = ["instructions", "registers", "spill_bytes", "stack_bytes"] + (["ldl", "stl"] if nvdisasm else [])
+        heads = {"instructions": "instr", "registers": "regs", "spill_bytes": "spill", "stack_bytes": "stack",
+                 "ldl": "LDL", "stl": "STL"}
+        print(f"{'file':48s} {'flash_attn_ext_f16<...>':28s} " + " ".join(f"{heads[c]:>6s}" for c in cols))
         for name in args.files:
-            for row in compile_file(cuda_dir, stub, defines, name, tmp):
-                print(f"{row['file']:48s} {row['kernel']:28s} {row['instructions']:7d} {row['registers'] or '-':>5} "
-                      f"{row['spill_bytes'] if row['spill_bytes'] is not None else '-':>6} "
-                      f"{row['stack_bytes'] if row['stack_bytes'] is not None else '-':>6}")
+            for row in compile_file(cuda_dir, stub, defines, name, tmp, nvdisasm):
+                print(f"{row['file']:48s} {row['kernel']:28s} " +
+                      " ".join(f"{row[c] if row[c] is not None else '-':>6}" for c in cols))
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(json.dumps({"tag": args.tag, **row}) + "\n")
