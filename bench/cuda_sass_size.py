@@ -5,7 +5,7 @@ The twentieth session's profile (docs/CUDA.md) found the one-query Self-Extend l
 instructions, and a build with one more set-up path (never taken) 6-7 % slower at 4k keys: the kernels' code size is
 a lever that can be measured here. This compiles CUDA instance files of the patched llama.cpp for sm_90 with the
 flags of ggml's CMake (-O3 -use_fast_math), as tests/test_cuda_compile.py prepares the tree (patches applied to the
-pristine tree of the README's install, a cuBLAS declaration stub), and prints for every flash_attn_ext_f16 kernel its
+pristine tree of the README's install, a cuBLAS declaration stub), and prints for every flash_attn_ext_f16 kernel (or --kernel) its
 template arguments (DKQ, DV, ncols1, ncols2, ..., se_mode), its SASS instructions (the size of its .text section / 16
 bytes), registers, spill bytes and stack frame (ptxas -v), and, where nvdisasm is found ($NVDISASM or PATH; the
 package nvidia-cuda-nvdisasm has it), its local-memory loads and stores (LDL, STL): the twenty-first session's
@@ -21,6 +21,7 @@ instructions and registers as Nsight Compute reported there for the Llama-3 shap
 
 import argparse
 import json
+import os
 import re
 import shutil
 import struct
@@ -53,10 +54,11 @@ def text_sections(cubin: bytes):
     return {name(h[0]): h[5] for h in hdrs if name(h[0]).startswith(".text.")}
 
 
-def kernel_args(mangled: str) -> str:
-    """The template arguments of flash_attn_ext_f16<...> from its mangled name, e.g. 128,128,2,4,0,0,0,1."""
-    m = re.search(r"flash_attn_ext_f16I(.*?)EEv", mangled)
-    return ",".join(re.findall(r"L[ib](\d+)E?", m.group(1))) if m else mangled
+def kernel_args(mangled: str, kernel: str = "flash_attn_ext_f16") -> str:
+    """The template arguments of kernel<...> from its mangled name, e.g. 128,128,2,4,0,0,0,1 (ggml_type values as
+    numbers)."""
+    m = re.search(kernel + r"I(.*?)EEv", mangled)
+    return ",".join(re.findall(r"L(?:[ib]|9ggml_type|S\d*_)(\d+)E?", m.group(1))) if m else mangled
 
 
 def ptxas_info(log: str):
@@ -79,7 +81,6 @@ def ptxas_info(log: str):
 
 def nvdisasm_path():
     """nvdisasm from $NVDISASM or PATH (e.g. the package nvidia-cuda-nvdisasm, bin/ under nvidia/cu13), or None."""
-    import os
     p = os.environ.get("NVDISASM") or shutil.which("nvdisasm")
     return p if p and Path(p).is_file() else None
 
@@ -101,7 +102,8 @@ def local_memory_ops(nvdisasm: str, cubin: Path):
     return {k: tuple(v) for k, v in counts.items()}
 
 
-def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path, nvdisasm=None):
+def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path, nvdisasm=None,
+                 kernel="flash_attn_ext_f16"):
     cubin = out_dir / (name.replace("/", "_") + ".cubin")
     cmd = ["nvcc", "-std=c++17", "-arch=sm_90", "-O3", "-use_fast_math", "--extended-lambda", "-DGGML_USE_CUDA",
            *defines, f"-I{stub}", "-I../../include", "-I..", "-I.", "-cubin", "-Xptxas", "-v", name, "-o", str(cubin)]
@@ -113,11 +115,11 @@ def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path, 
     rows = []
     for sec, size in sorted(text_sections(cubin.read_bytes()).items()):
         kname = sec[len(".text."):]
-        if "flash_attn_ext_f16" not in kname:
+        if kernel not in kname:
             continue
         # (a __noinline__ device function of the kernel is in the kernel's section, without -rdc: counted with it)
         regs, spill, stack = info.get(kname, (None, None, None))
-        rows.append({"file": name, "kernel": kernel_args(kname), "instructions": size // 16, "registers": regs,
+        rows.append({"file": name, "kernel": kernel_args(kname, kernel), "instructions": size // 16, "registers": regs,
                      "spill_bytes": spill, "stack_bytes": stack})
         if nvdisasm:
             rows[-1]["ldl"], rows[-1]["stl"] = local.get(kname, (None, None))
@@ -132,6 +134,8 @@ def main():
     ap.add_argument("--apply", default=None, help="a diff (-p1, paths from the llama.cpp root) applied on top of the patches")
     ap.add_argument("--json", default=None, help="append one JSON line per kernel here")
     ap.add_argument("--tag", default="", help="a label stored with each JSON line (e.g. the variant)")
+    ap.add_argument("--kernel", default="flash_attn_ext_f16", help="the kernels to list (default flash_attn_ext_f16; "
+                    "flash_attn_ext_vec for the vector kernel, whose Self-Extend instances are in fattn-se.cu)")
     args = ap.parse_args()
     if args.apply and args.tree:
         raise SystemExit("--apply patches the temporary tree only; give --tree or --apply")
@@ -160,9 +164,9 @@ def main():
         cols = ["instructions", "registers", "spill_bytes", "stack_bytes"] + (["ldl", "stl"] if nvdisasm else [])
         heads = {"instructions": "instr", "registers": "regs", "spill_bytes": "spill", "stack_bytes": "stack",
                  "ldl": "LDL", "stl": "STL"}
-        print(f"{'file':48s} {'flash_attn_ext_f16<...>':28s} " + " ".join(f"{heads[c]:>6s}" for c in cols))
+        print(f"{'file':48s} {args.kernel + '<...>':28s} " + " ".join(f"{heads[c]:>6s}" for c in cols))
         for name in args.files:
-            for row in compile_file(cuda_dir, stub, defines, name, tmp, nvdisasm):
+            for row in compile_file(cuda_dir, stub, defines, name, tmp, nvdisasm, args.kernel):
                 print(f"{row['file']:48s} {row['kernel']:28s} " +
                       " ".join(f"{row[c] if row[c] is not None else '-':>6}" for c in cols))
                 if args.json:
