@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""Code size, registers and spills of the flash-attention kernels of patch 0003, without a GPU.
+"""Code size, registers, spills and local memory of the flash-attention kernels of patch 0003, without a GPU.
 
 The twentieth session's profile (docs/CUDA.md) found the one-query Self-Extend launches waiting mostly for
 instructions, and a build with one more set-up path (never taken) 6-7 % slower at 4k keys: the kernels' code size is
 a lever that can be measured here. This compiles CUDA instance files of the patched llama.cpp for sm_90 with the
 flags of ggml's CMake (-O3 -use_fast_math), as tests/test_cuda_compile.py prepares the tree (patches applied to the
-pristine tree of the README's install, a cuBLAS declaration stub), and prints for every flash_attn_ext_f16 kernel (or --kernel) its
-template arguments (DKQ, DV, ncols1, ncols2, ..., se_mode), its SASS instructions (the size of its .text section / 16
-bytes), registers, spill bytes and stack frame (ptxas -v), and, where nvdisasm is found ($NVDISASM or PATH; the
-package nvidia-cuda-nvdisasm has it), its local-memory loads and stores (LDL, STL): the twenty-first session's
-out-of-line set-up was slower with fewer instructions because the block state it wrote through a reference lived in
-local memory from then on (62 LDL instead of 6). Checked against the H100 build of the twentieth session: the same
+pristine tree of the README's install, a cuBLAS declaration stub), and prints for every flash_attn_ext_f16 kernel
+(or --kernel NAME) its template arguments (DKQ, DV, ncols1, ncols2, ..., se_mode), its SASS instructions (the size of
+its .text section / 16 bytes), registers, spill bytes and stack frame (ptxas -v), and, where nvdisasm is found
+($NVDISASM or PATH; the package nvidia-cuda-nvdisasm has it), its local-memory loads and stores (LDL, STL): the
+twenty-first session's out-of-line set-up was slower with fewer instructions because the block state it wrote through
+a reference lived in local memory from then on (63 LDL instead of 6). Checked against the H100 build of the twentieth session: the same
 instructions and registers as Nsight Compute reported there for the Llama-3 shape's one-query instance (14,064,
 255) and the stock 8-column one (5,296, 242), and the same registers for the 16-column NEOX one (212).
 
