@@ -10,9 +10,10 @@ pristine tree of the README's install, a cuBLAS declaration stub), and prints fo
 its .text section / 16 bytes), registers, spill bytes and stack frame (ptxas -v), and, where nvdisasm is found
 ($NVDISASM or PATH; the package nvidia-cuda-nvdisasm has it), its local-memory loads and stores (LDL, STL): the
 twenty-first session's out-of-line set-up was slower with fewer instructions because the block state it wrote through
-a reference lived in local memory from then on (63 LDL instead of 6). Checked against the H100 build of the twentieth session: the same
-instructions and registers as Nsight Compute reported there for the Llama-3 shape's one-query instance (14,064,
-255) and the stock 8-column one (5,296, 242), and the same registers for the 16-column NEOX one (212).
+a reference lived in local memory from then on (63 LDL instead of 6). Checked against the H100 build of the twentieth
+session: the same instructions and registers as Nsight Compute reported there for the Llama-3 shape's one-query
+instance (14,064, 255) and the stock 8-column one (5,296, 242), and the same registers for the 16-column NEOX one
+(212).
 
     python bench/cuda_sass_size.py                                   # the one-query instance files
     python bench/cuda_sass_size.py fattn-se-mma-d128-n8.cu --apply variant.diff   # patch 0003 + a change to try
@@ -131,7 +132,8 @@ def main():
     ap.add_argument("files", nargs="*", default=DEFAULT_FILES, help="files under ggml/src/ggml-cuda")
     ap.add_argument("--tree", default=None, help="a patched llama.cpp tree (default: patches/*.patch applied to the "
                     "pristine tree of the README's install, in a temporary folder)")
-    ap.add_argument("--apply", default=None, help="a diff (-p1, paths from the llama.cpp root) applied on top of the patches")
+    ap.add_argument("--apply", default=None,
+                    help="a diff (-p1, paths from the llama.cpp root) applied on top of the patches")
     ap.add_argument("--json", default=None, help="append one JSON line per kernel here")
     ap.add_argument("--tag", default="", help="a label stored with each JSON line (e.g. the variant)")
     ap.add_argument("--kernel", default="flash_attn_ext_f16", help="the kernels to list (default flash_attn_ext_f16; "
