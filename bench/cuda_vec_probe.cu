@@ -1,6 +1,6 @@
-// Issue 6: the vector kernel of fattn-se.cu (patch 0003, and the variant bench/results/cuda_s22_vec96_variant.diff) on
-// its own, without building llama.cpp: this file includes fattn-se.cu and launches flash_attn_ext_se_vec as
-// fattn_se_launch_vec does (the same key splits and combine), on random f16 K/V of one sequence, one query.
+// Issue 6: the vector kernel of fattn-se.cu (patch 0003, or a variant of it) on its own, without building llama.cpp:
+// this file includes fattn-se.cu and launches flash_attn_ext_se_vec as fattn_se_launch_vec does (the same key splits
+// and combine), on random f16 K/V of one sequence, one query.
 //
 // For each case: the largest error against a float64 host reference of Algorithm 1 (NORM or NEOX pairs, the query's and
 // the grouped keys' rotations, one softmax over the merged scores) on the first heads, the kernel's time per launch

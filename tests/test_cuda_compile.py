@@ -2,8 +2,8 @@
 
 CI has no GPU, so the CUDA code is verified on a lent GPU machine (docs/CUDA.md); this test catches
 what can be caught without one: the patch set applies to the pinned llama.cpp and nvcc compiles
-se-local's CUDA files, the stock kernels they extend and the dispatch for sm_90 (C++ front end
-and device code generation; nothing is linked or run). It needs nvcc and the pristine llama.cpp
+se-local's CUDA files, the stock kernels they extend, the dispatch and the device probe
+bench/cuda_vec_probe.cu for sm_90 (C++ front end and device code generation; nothing is linked or run). It needs nvcc and the pristine llama.cpp
 tree that the README's install lays out in build/; without them it is skipped.
 
 cuBLAS is not needed by any of these files, but ggml-cuda's common header includes
@@ -54,6 +54,7 @@ FILES = [
     ("template-instances/fattn-mma-f16-instance-ncols1_16-ncols2_4.cu", "-ptx"),  # a stock instance, same header
     ("template-instances/fattn-vec-instance-f16-f16.cu", "-ptx"),                 # stock vector kernel, same header
     ("template-instances/fattn-vec-instance-q8_0-q8_0.cu", "-ptx"),               # its q8_0 path (the SE one shares code)
+    (str(ROOT / "bench" / "cuda_vec_probe.cu"), "-c"),  # the device probe of fattn-se.cu's vector kernel (includes it)
 ]
 
 
