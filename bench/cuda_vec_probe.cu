@@ -8,7 +8,8 @@
 // bound on this GPU). No stock kernel runs here: compare with se-backend-check's stock times of the same shape.
 //
 // Build and run on the device: bench/cuda_vec_probe.sh (the patched tree, the defines, a non-PIE link that leaves the
-// rest of ggml-cuda out: fattn-se.cu's host functions that call into it are never called here). Args: [--reps N]
+// rest of ggml-cuda out: fattn-se.cu's host functions that call into it are never called here).
+// Args: [--reps N] [--splits N,N,...]: also time each case with these key splits instead of the launcher's
 
 #include "fattn-se.cu"
 
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #define PROBE_CHECK(x)                                                                        \
@@ -28,6 +30,9 @@
     } while (0)
 
 // one case: head size, query heads, KV heads, keys, Self-Extend G and W, NEOX pairs
+// --splits: key split counts timed besides the launcher's own
+static std::vector<int> g_splits;
+
 struct probe_case {
     const char * name;
     int D, n_head, n_head_kv, n_kv, G, W, neox;
@@ -161,11 +166,11 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     int kv_per_split = (c.n_kv + nsplit - 1)/nsplit;
     kv_per_split = GGML_PAD(kv_per_split, 4*NG);
     nsplit = (c.n_kv + kv_per_split - 1)/kv_per_split;
-    PROBE_CHECK(cudaMalloc(&dparts, (size_t) nsplit*D*c.n_head*sizeof(float)));
-    PROBE_CHECK(cudaMalloc(&dmeta, (size_t) nsplit*c.n_head*sizeof(float2)));
+    PROBE_CHECK(cudaMalloc(&dparts, (size_t) 256*D*c.n_head*sizeof(float)));
+    PROBE_CHECK(cudaMalloc(&dmeta, (size_t) 256*c.n_head*sizeof(float2)));
 
     const size_t nb11 = D*sizeof(half), nb12 = nb11*c.n_kv;
-    auto launch = [&]() {
+    auto launch_with = [&](const int nsplit, const int kv_per_split) {
         kernel<<<dim3(nblocks, nsplit, 1), dim3(WARP_SIZE, FATTN_SE_NWARPS, 1)>>>(
             (const char *) dq, (const char *) dk, (const char *) dv, nullptr, dpq, dpk,
             nsplit > 1 ? dparts : dout, dmeta, p, scale, 0.0f, c.n_head, gqa, c.n_kv, kv_per_split,
@@ -175,6 +180,7 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
             flash_attn_ext_se_combine<D><<<c.n_head, D>>>(dparts, dmeta, dout, nsplit);
         }
     };
+    auto launch = [&]() { launch_with(nsplit, kv_per_split); };
     launch();
     PROBE_CHECK(cudaGetLastError());
     PROBE_CHECK(cudaDeviceSynchronize());
@@ -220,13 +226,32 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
         probe_read<<<4*nsm, 512>>>((const uint4 *) dv, v.size()*sizeof(half)/16, dsink);
     });
     PROBE_CHECK(cudaGetLastError());
+    // the same with other key splits (as the launcher pads them), the output checked against the default's
+    std::string alt;
+    for (const int want : g_splits) {
+        int kps = GGML_PAD((c.n_kv + want - 1)/want, 4*NG);
+        const int ns = std::min(256, (c.n_kv + kps - 1)/kps);
+        kps = GGML_PAD((c.n_kv + ns - 1)/ns, 4*NG);
+        const double t = time_us([&]() { launch_with(ns, kps); });
+        std::vector<float> o2(out.size());
+        PROBE_CHECK(cudaMemcpy(o2.data(), dout, o2.size()*sizeof(float), cudaMemcpyDeviceToHost));
+        double d = 0.0;
+        for (size_t i = 0; i < o2.size(); ++i) {
+            d = std::max(d, (double) std::fabs(o2[i] - out[i]));
+        }
+        char buf[128];
+        snprintf(buf, sizeof(buf), "%s\"%d\": [%.2f, %.1e]", alt.empty() ? "" : ", ", ns, t, d);
+        alt += buf;
+        printf("    %d splits: %.1f us (max diff to the default's output %.1e)\n", ns, t, d);
+    }
 
     printf("%-34s %6d %3d/%-3d %4d/%-5d %6d %8.3e %8.3e %9.1f %7.0f %9.1f %7.0f\n", c.name, c.n_kv, c.n_head, c.n_head_kv,
            c.G, c.W, nsplit, max_abs, std::sqrt(num/den), t_se, kv_bytes/t_se/1e3, t_read, kv_bytes/t_read/1e3);
     printf("{\"probe\": \"se_vec\", \"shape\": \"%s\", \"D\": %d, \"n_head\": %d, \"n_head_kv\": %d, \"n_kv\": %d, "
            "\"G\": %d, \"W\": %d, \"neox\": %d, \"nsplit\": %d, \"occupancy\": %d, \"max_abs\": %.4e, \"rel_l2\": %.4e, "
-           "\"se_vec_us\": %.2f, \"read_us\": %.2f, \"kv_bytes\": %zu}\n", c.name, D, c.n_head, c.n_head_kv, c.n_kv, c.G,
-           c.W, c.neox, nsplit, occupancy, max_abs, std::sqrt(num/den), t_se, t_read, kv_bytes);
+           "\"se_vec_us\": %.2f, \"read_us\": %.2f, \"kv_bytes\": %zu, \"splits_us_diff\": {%s}}\n", c.name, D, c.n_head,
+           c.n_head_kv, c.n_kv, c.G, c.W, c.neox, nsplit, occupancy, max_abs, std::sqrt(num/den), t_se, t_read, kv_bytes,
+           alt.c_str());
 
     cudaFree(dq); cudaFree(dk); cudaFree(dv); cudaFree(dpq); cudaFree(dpk); cudaFree(dout); cudaFree(dparts);
     cudaFree(dmeta); cudaFree(dsink);
@@ -238,6 +263,13 @@ int main(int argc, char ** argv) {
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--splits") && i + 1 < argc) {
+            for (char * t = strtok(argv[++i], ","); t; t = strtok(nullptr, ",")) {
+                g_splits.push_back(atoi(t));
+            }
+        } else {
+            fprintf(stderr, "usage: %s [--reps N] [--splits N,N,...]\n", argv[0]);
+            return 1;
         }
     }
     cudaDeviceProp prop;
