@@ -3,8 +3,9 @@
 CI has no GPU, so the CUDA code is verified on a lent GPU machine (docs/CUDA.md); this test catches
 what can be caught without one: the patch set applies to the pinned llama.cpp and nvcc compiles
 se-local's CUDA files, the stock kernels they extend, the dispatch and the device probe
-bench/cuda_vec_probe.cu for sm_90 (C++ front end and device code generation; nothing is linked or run). It needs nvcc and the pristine llama.cpp
-tree that the README's install lays out in build/; without them it is skipped.
+bench/cuda_vec_probe.cu for sm_90 (C++ front end and device code generation; nothing is linked or
+run). It needs nvcc and the pristine llama.cpp tree that the README's install lays out in build/;
+without them it is skipped.
 
 cuBLAS is not needed by any of these files, but ggml-cuda's common header includes
 <cublas_v2.h>; the test writes a stub with the few declarations that header refers to.
