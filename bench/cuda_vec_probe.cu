@@ -170,8 +170,9 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     PROBE_CHECK(cudaMalloc(&dmeta, (size_t) 256*c.n_head*sizeof(float2)));
 
     const size_t nb11 = D*sizeof(half), nb12 = nb11*c.n_kv;
-    auto launch_with = [&](const int nsplit, const int kv_per_split) {
-        kernel<<<dim3(nblocks, nsplit, 1), dim3(WARP_SIZE, FATTN_SE_NWARPS, 1)>>>(
+    auto launch_with = [&](const int nsplit, const int kv_per_split, const bool c8 = false) {
+        (c8 ? flash_attn_ext_se_vec<D, NCOLS, GGML_TYPE_F16, GGML_TYPE_F16, 8> : kernel)
+            <<<dim3(nblocks, nsplit, 1), dim3(WARP_SIZE, FATTN_SE_NWARPS, 1)>>>(
             (const char *) dq, (const char *) dk, (const char *) dv, nullptr, dpq, dpk,
             nsplit > 1 ? dparts : dout, dmeta, p, scale, 0.0f, c.n_head, gqa, c.n_kv, kv_per_split,
             (int64_t) D*sizeof(float), (int64_t) D*c.n_head*sizeof(float), nb11, nb12, nb12*c.n_head_kv,
@@ -226,19 +227,27 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
         probe_read<<<4*nsm, 512>>>((const uint4 *) dv, v.size()*sizeof(half)/16, dsink);
     });
     PROBE_CHECK(cudaGetLastError());
-    // the same with other key splits (as the launcher pads them), the output checked against the default's
-    std::string alt;
-    for (const int want : g_splits) {
-        int kps = GGML_PAD((c.n_kv + want - 1)/want, 4*NG);
-        const int ns = std::min(256, (c.n_kv + kps - 1)/kps);
-        kps = GGML_PAD((c.n_kv + ns - 1)/ns, 4*NG);
-        const double t = time_us([&]() { launch_with(ns, kps); });
+    // the same with 8 keys a step in flight per group instead of 4 (the kernel's template parameter C), and with other
+    // key splits (as the launcher pads them); outputs compared with the default's
+    auto diff_to_default = [&]() {
         std::vector<float> o2(out.size());
         PROBE_CHECK(cudaMemcpy(o2.data(), dout, o2.size()*sizeof(float), cudaMemcpyDeviceToHost));
         double d = 0.0;
         for (size_t i = 0; i < o2.size(); ++i) {
             d = std::max(d, (double) std::fabs(o2[i] - out[i]));
         }
+        return d;
+    };
+    const double t_c8 = time_us([&]() { launch_with(nsplit, kv_per_split, true); });
+    const double d_c8 = diff_to_default();
+    printf("    8 keys a step: %.1f us (max diff to the default's output %.1e)\n", t_c8, d_c8);
+    std::string alt;
+    for (const int want : g_splits) {
+        int kps = GGML_PAD((c.n_kv + want - 1)/want, 4*NG);
+        const int ns = std::min(256, (c.n_kv + kps - 1)/kps);
+        kps = GGML_PAD((c.n_kv + ns - 1)/ns, 4*NG);
+        const double t = time_us([&]() { launch_with(ns, kps); });
+        const double d = diff_to_default();
         char buf[128];
         snprintf(buf, sizeof(buf), "%s\"%d\": [%.2f, %.1e]", alt.empty() ? "" : ", ", ns, t, d);
         alt += buf;
@@ -249,9 +258,9 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
            c.G, c.W, nsplit, max_abs, std::sqrt(num/den), t_se, kv_bytes/t_se/1e3, t_read, kv_bytes/t_read/1e3);
     printf("{\"probe\": \"se_vec\", \"shape\": \"%s\", \"D\": %d, \"n_head\": %d, \"n_head_kv\": %d, \"n_kv\": %d, "
            "\"G\": %d, \"W\": %d, \"neox\": %d, \"nsplit\": %d, \"occupancy\": %d, \"max_abs\": %.4e, \"rel_l2\": %.4e, "
-           "\"se_vec_us\": %.2f, \"read_us\": %.2f, \"kv_bytes\": %zu, \"splits_us_diff\": {%s}}\n", c.name, D, c.n_head,
-           c.n_head_kv, c.n_kv, c.G, c.W, c.neox, nsplit, occupancy, max_abs, std::sqrt(num/den), t_se, t_read, kv_bytes,
-           alt.c_str());
+           "\"se_vec_us\": %.2f, \"read_us\": %.2f, \"kv_bytes\": %zu, \"c8_us_diff\": [%.2f, %.1e], "
+           "\"splits_us_diff\": {%s}}\n", c.name, D, c.n_head, c.n_head_kv, c.n_kv, c.G, c.W, c.neox, nsplit, occupancy,
+           max_abs, std::sqrt(num/den), t_se, t_read, kv_bytes, t_c8, d_c8, alt.c_str());
 
     cudaFree(dq); cudaFree(dk); cudaFree(dv); cudaFree(dpq); cudaFree(dpk); cudaFree(dout); cudaFree(dparts);
     cudaFree(dmeta); cudaFree(dsink);
