@@ -160,12 +160,8 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     int occupancy = 1;
     PROBE_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, NT, 0));
     const int nblocks = c.n_head/NCOLS;
-    int nsplit = std::max(1, (2*occupancy*nsm + nblocks - 1)/nblocks);
-    nsplit = std::min(nsplit, std::max(1, c.n_kv/(8*NG)));
-    nsplit = std::min(nsplit, 256);
-    int kv_per_split = (c.n_kv + nsplit - 1)/nsplit;
-    kv_per_split = GGML_PAD(kv_per_split, 4*NG);
-    nsplit = (c.n_kv + kv_per_split - 1)/kv_per_split;
+    int kv_per_split = 0;
+    const int nsplit = fattn_se_vec_splits(c.n_kv, nblocks, occupancy, nsm, NG, kv_per_split);
     PROBE_CHECK(cudaMalloc(&dparts, (size_t) 256*D*c.n_head*sizeof(float)));
     PROBE_CHECK(cudaMalloc(&dmeta, (size_t) 256*c.n_head*sizeof(float2)));
 
@@ -228,7 +224,7 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     });
     PROBE_CHECK(cudaGetLastError());
     // the same with 8 keys a step in flight per group instead of 4 (the kernel's template parameter C), and with other
-    // key splits (as the launcher pads them); outputs compared with the default's
+    // key splits (clamped and padded as the launcher does); outputs compared with the default's
     auto diff_to_default = [&]() {
         std::vector<float> o2(out.size());
         PROBE_CHECK(cudaMemcpy(o2.data(), dout, o2.size()*sizeof(float), cudaMemcpyDeviceToHost));
@@ -243,9 +239,8 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     printf("    8 keys a step: %.1f us (max diff to the default's output %.1e)\n", t_c8, d_c8);
     std::string alt;
     for (const int want : g_splits) {
-        int kps = GGML_PAD((c.n_kv + want - 1)/want, 4*NG);
-        const int ns = std::min(256, (c.n_kv + kps - 1)/kps);
-        kps = GGML_PAD((c.n_kv + ns - 1)/ns, 4*NG);
+        int kps = 0;
+        const int ns = fattn_se_vec_splits(c.n_kv, nblocks, occupancy, nsm, NG, kps, want);
         const double t = time_us([&]() { launch_with(ns, kps); });
         const double d = diff_to_default();
         char buf[128];
