@@ -9,7 +9,8 @@
 //
 // Build and run on the device: bench/cuda_vec_probe.sh (the patched tree, the defines, a non-PIE link that leaves the
 // rest of ggml-cuda out: fattn-se.cu's host functions that call into it are never called here).
-// Args: [--reps N] [--splits N,N,...]: also time each case with these key splits instead of the launcher's
+// Args: [--reps N] [--splits N,N,...] [--mask]: also time each case with these key splits instead of the launcher's;
+// --mask: pass a mask row (all zeros, as se-backend-check's one-query cases) as the op does
 
 #include "fattn-se.cu"
 
@@ -32,6 +33,7 @@
 // one case: head size, query heads, KV heads, keys, Self-Extend G and W, NEOX pairs
 // --splits: key split counts timed besides the launcher's own
 static std::vector<int> g_splits;
+static bool g_mask = false;
 
 struct probe_case {
     const char * name;
@@ -138,6 +140,11 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     PROBE_CHECK(cudaMalloc(&dpk, pk.size()*sizeof(int)));
     PROBE_CHECK(cudaMalloc(&dout, (size_t) D*c.n_head*sizeof(float)));
     PROBE_CHECK(cudaMalloc(&dsink, sizeof(unsigned)));
+    half * dmask = nullptr; // a mask row of zeros: every key visible, the reference unchanged
+    if (g_mask) {
+        PROBE_CHECK(cudaMalloc(&dmask, (size_t) c.n_kv*sizeof(half)));
+        PROBE_CHECK(cudaMemset(dmask, 0, (size_t) c.n_kv*sizeof(half)));
+    }
     PROBE_CHECK(cudaMemcpy(dq, q.data(), q.size()*sizeof(float), cudaMemcpyHostToDevice));
     PROBE_CHECK(cudaMemcpy(dk, k.data(), k.size()*sizeof(half), cudaMemcpyHostToDevice));
     PROBE_CHECK(cudaMemcpy(dv, v.data(), v.size()*sizeof(half), cudaMemcpyHostToDevice));
@@ -169,7 +176,7 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     auto launch_with = [&](const int nsplit, const int kv_per_split, const bool c8 = false) {
         (c8 ? flash_attn_ext_se_vec<D, NCOLS, GGML_TYPE_F16, GGML_TYPE_F16, 8> : kernel)
             <<<dim3(nblocks, nsplit, 1), dim3(WARP_SIZE, FATTN_SE_NWARPS, 1)>>>(
-            (const char *) dq, (const char *) dk, (const char *) dv, nullptr, dpq, dpk,
+            (const char *) dq, (const char *) dk, (const char *) dv, dmask, dpq, dpk,
             nsplit > 1 ? dparts : dout, dmeta, p, scale, 0.0f, c.n_head, gqa, c.n_kv, kv_per_split,
             (int64_t) D*sizeof(float), (int64_t) D*c.n_head*sizeof(float), nb11, nb12, nb12*c.n_head_kv,
             nb11, nb12, nb12*c.n_head_kv, 0, 1, 1, c.n_kv);
@@ -254,11 +261,11 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     printf("{\"probe\": \"se_vec\", \"shape\": \"%s\", \"D\": %d, \"n_head\": %d, \"n_head_kv\": %d, \"n_kv\": %d, "
            "\"G\": %d, \"W\": %d, \"neox\": %d, \"nsplit\": %d, \"occupancy\": %d, \"max_abs\": %.4e, \"rel_l2\": %.4e, "
            "\"se_vec_us\": %.2f, \"read_us\": %.2f, \"kv_bytes\": %zu, \"c8_us_diff\": [%.2f, %.1e], "
-           "\"splits_us_diff\": {%s}}\n", c.name, D, c.n_head, c.n_head_kv, c.n_kv, c.G, c.W, c.neox, nsplit, occupancy,
-           max_abs, std::sqrt(num/den), t_se, t_read, kv_bytes, t_c8, d_c8, alt.c_str());
+           "\"splits_us_diff\": {%s}, \"mask\": %d}\n", c.name, D, c.n_head, c.n_head_kv, c.n_kv, c.G, c.W, c.neox, nsplit,
+           occupancy, max_abs, std::sqrt(num/den), t_se, t_read, kv_bytes, t_c8, d_c8, alt.c_str(), (int) g_mask);
 
     cudaFree(dq); cudaFree(dk); cudaFree(dv); cudaFree(dpq); cudaFree(dpk); cudaFree(dout); cudaFree(dparts);
-    cudaFree(dmeta); cudaFree(dsink);
+    cudaFree(dmeta); cudaFree(dsink); cudaFree(dmask);
     cudaEventDestroy(e0); cudaEventDestroy(e1);
 }
 
@@ -271,8 +278,10 @@ int main(int argc, char ** argv) {
             for (char * t = strtok(argv[++i], ","); t; t = strtok(nullptr, ",")) {
                 g_splits.push_back(atoi(t));
             }
+        } else if (!strcmp(argv[i], "--mask")) {
+            g_mask = true;
         } else {
-            fprintf(stderr, "usage: %s [--reps N] [--splits N,N,...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--splits N,N,...] [--mask]\n", argv[0]);
             return 1;
         }
     }
