@@ -103,11 +103,14 @@ def local_memory_ops(nvdisasm: str, cubin: Path):
     return {k: tuple(v) for k, v in counts.items()}
 
 
+# nvcc flags of ggml's CMake for these files (sm_90 only); bench/cuda_vec_probe.sh compiles the probe with them too
+NVCC_FLAGS = ["-std=c++17", "-arch=sm_90", "-O3", "-use_fast_math", "--extended-lambda", "-DGGML_USE_CUDA"]
+
+
 def compile_file(cuda_dir: Path, stub: Path, defines, name: str, out_dir: Path, nvdisasm=None,
                  kernel="flash_attn_ext_f16"):
     cubin = out_dir / (name.replace("/", "_") + ".cubin")
-    cmd = ["nvcc", "-std=c++17", "-arch=sm_90", "-O3", "-use_fast_math", "--extended-lambda", "-DGGML_USE_CUDA",
-           *defines, f"-I{stub}", "-I../../include", "-I..", "-I.", "-cubin", "-Xptxas", "-v", name, "-o", str(cubin)]
+    cmd = ["nvcc", *NVCC_FLAGS, *defines, f"-I{stub}", "-I../../include", "-I..", "-I.", "-cubin", "-Xptxas", "-v", name, "-o", str(cubin)]
     r = subprocess.run(cmd, cwd=cuda_dir, capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
         raise SystemExit(f"nvcc {name} failed:\n{(r.stdout + r.stderr)[-4000:]}")

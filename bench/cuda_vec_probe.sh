@@ -16,14 +16,15 @@ tar -C "$W/src" -xJf "$TARBALL"
 python3 cmake/prepare_llama.py --version probe --sha256 none --work "$W" --source "$W/src" \
     --patches "$PWD"/patches/*.patch ${VARIANT:+"$(realpath "$VARIANT")"}
 T=$W/llama.cpp
-# ggml's FA type defines and the cuBLAS declaration stub, from the compile test (one source for both)
-DEF=$(python3 -c "
-import sys; sys.path.insert(0, '.')
+# ggml's nvcc flags (bench/cuda_sass_size.py), its FA type defines and the cuBLAS declaration stub (the compile test)
+FLAGS=$(python3 -c "
+import sys; sys.path[:0] = ['.', 'bench']
 from pathlib import Path
 from tests import test_cuda_compile as cc
+from cuda_sass_size import NVCC_FLAGS
 cc.write_cublas_stub(Path('$W/stub'))
-print(' '.join(cc._fa_type_defines(Path('$T'))))")
-nvcc -std=c++17 -arch=sm_90 -O3 -use_fast_math --extended-lambda -DGGML_USE_CUDA $DEF -I"$W/stub" \
+print(' '.join(NVCC_FLAGS + cc._fa_type_defines(Path('$T'))))")
+nvcc $FLAGS -I"$W/stub" \
     -I"$T/ggml/src/ggml-cuda" -I"$T/ggml/src" -I"$T/ggml/include" -c bench/cuda_vec_probe.cu -o "$W/vec_probe.o"
 # the rest of ggml-cuda is not linked: fattn-se.cu's host functions that call into it are never called by the probe
 nvcc -arch=sm_90 "$W/vec_probe.o" -o "$W/vec_probe" -Xcompiler -no-pie -Xlinker --unresolved-symbols=ignore-all
