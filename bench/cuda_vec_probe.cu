@@ -291,7 +291,7 @@ int main(int argc, char ** argv) {
     printf("%-34s %6s %7s %10s %6s %8s %8s %9s %7s %9s %7s\n", "shape", "kv", "heads", "G/W", "splits", "max_abs",
            "rel_l2", "se_us", "GB/s", "read_us", "GB/s");
     for (int kv : {4096, 16384, 32768, 65536}) {
-        // Phi-3-mini heads (the variant's head size 96, MHA, NEOX), then Llama-2-7B heads (head size 128, MHA): the
+        // Phi-3-mini heads (head size 96, MHA, NEOX), then Llama-2-7B heads (head size 128, MHA): the
         // same kernel where llama.cpp's vector kernel with Self-Extend runs by default (0.97 - 1.01x of stock)
         probe_run< 96, 1>({"phi-3-mini (D96, 32/32, NEOX)", 96, 32, 32, kv, 8, 1024, 1}, reps, prop.multiProcessorCount);
         probe_run<128, 1>({"llama2-7b (D128, 32/32)",       128, 32, 32, kv, 8, 1024, 0}, reps, prop.multiProcessorCount);
