@@ -55,6 +55,8 @@
 #                    per case stock, SE, SE with W > kv, each a warm-up and a timed launch), ncudeckv.txt
 #             ncusrcdeckv: ncu_source (below) at kv $NCU_KV of the shapes $PERF_SHAPE for each "NAME PATTERN SKIP" of
 #                    $NCUSRC (default: the stock 8-column and the SE 16-column NEOX instances, Qwen2.5-7B heads)
+#             h2d: the time of one pageable host-to-device copy of 4 KiB - 512 KiB with its stream sync, as ggml's
+#                    scheduler copies a graph input (bench/cuda_h2d_probe.cu, h2d_probe.json; needs only nvcc)
 #             ncumodel: the GPU time of every kernel of two decode steps of the model at $NM_LENGTH (default 32k),
 #                    stock and SE (Nsight Compute, warm caches; ncumodel_*.csv, summary on stdout)
 #             ncuprefill: the same for prefill ubatch $NM_UBATCH (default 48) of the model at $NM_LENGTH
@@ -102,12 +104,13 @@ ncu_model() {
     done
 }
 # ncu_source NAME PATTERN SKIP ONLY: Nsight Compute's source page (SASS, per-instruction stall samples) and details of
-# one launch of flash_attn_ext_f16 whose mangled name matches PATTERN (after SKIP such launches) in the timing at kv
+# one launch of flash_attn_ext_f16 (or the kernel $NCU_KERNEL, e.g. flash_attn_ext_vec) whose mangled name matches
+# PATTERN (after SKIP such launches) in the timing at kv
 # $NCU_KV (default 4096) of se-backend-check perf --only ONLY (the shapes $PERF_SHAPE, default all): NAME.csv,
 # NAME_details.txt, NAME.log; $NCU_OPTS: more options for ncu (e.g. --cache-control none: caches as the launch finds them)
 ncu_source() {
     local name=$1 pat=$2 skip=$3 only=$4
-    timeout 120 "$NCU" --clock-control none $NCU_OPTS --kernel-name-base mangled --kernel-name "regex:flash_attn_ext_f16.*$pat" \
+    timeout 120 "$NCU" --clock-control none $NCU_OPTS --kernel-name-base mangled --kernel-name "regex:${NCU_KERNEL:-flash_attn_ext_f16}.*$pat" \
         --launch-skip "$skip" --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$K/$name" \
         "$CHK" perf --only "$only" --kv "${NCU_KV:-4096}" ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --rep 1 > "$O/$name.log" 2>&1
     timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page source --print-source sass --csv > "$O/$name.csv" 2>> "$O/$name.log"
@@ -241,6 +244,8 @@ se Li2ELi8E.*Li5EE 1}" ;;
                   ncu_model ncumodel --n-gen 2 --profile-steps 2 ;;
         ncuprefill) # every kernel of one prefill ubatch (number $NM_UBATCH, default 48: depth 24k) of the model at 32k
                   ncu_model ncuprefill --n-gen 1 --profile-ubatch "${NM_UBATCH:-48}" ;;
+        h2d)      # what a graph input of N bytes costs a step (bench/cuda_h2d_probe.cu: pageable copy + stream sync)
+                  "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" -O2 -o "$K/h2d" bench/cuda_h2d_probe.cu && "$K/h2d" | tee "$O/h2d_probe.json" ;;
         ncu)      # one launch each of the stock kernel, the SE kernel and the SE kernel with W > kv (first perf shape:
                   # Llama-3-8B, 512 queries, kv 4096), a few counters (Nsight Compute, clocks as found)
                   M=gpu__time_duration.sum,sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,launch__block_size

@@ -15,6 +15,10 @@ middle K tiles and the last one, as --buckets shows them).
 With --buckets BYTES, also the executed code by address, in buckets of BYTES from the kernel's first instruction:
 stall samples, distinct instructions executed, their mean execution count, the top stall reasons and the kinds of
 instruction that mark a region (tensor-core HMMA, double-precision DMUL/DFMA, barriers, global loads).
+
+With --opcodes N, also the warp-instructions executed and the stall samples by opcode (the N largest of the first
+input, then the others' counts beside them; the twenty-fifth session compared llama.cpp's vector kernel with and
+without Self-Extend this way).
 """
 
 import argparse
@@ -103,6 +107,25 @@ def buckets(page, size):
     return res
 
 
+def opcodes(page):
+    """{opcode: [warp-instructions executed, stall samples]} of a source page (predicate and modifiers dropped)."""
+    _, head, _, _ = page
+    i_src = head.index("Source")
+    i_samples = head.index("Warp Stall Sampling (All Samples)")
+    i_exec = head.index("Instructions Executed")
+    data, _ = _offsets(page)
+    out = {}
+    for r in data:
+        words = r[i_src].split()
+        if not words:
+            continue
+        op = (words[1] if words[0].startswith("@") and len(words) > 1 else words[0]).split(".")[0]
+        o = out.setdefault(op, [0.0, 0.0])
+        o[0] += _num(r[i_exec])
+        o[1] += _num(r[i_samples])
+    return out
+
+
 def regions(page, spans):
     """Rows (label, lo, hi, samples, executed, distinct executed, top stalls) of the address ranges spans [(lo, hi, label)]."""
     _, head, _, stall_cols = page
@@ -137,6 +160,7 @@ def main():
     ap.add_argument("--json", default=None, help="append one JSON line per input here")
     ap.add_argument("--buckets", type=int, default=0, help="also the executed code by address, buckets of BYTES")
     ap.add_argument("--regions", action="append", default=[], help="NAME:LO-HI=LABEL[,...] (hex offsets)")
+    ap.add_argument("--opcodes", type=int, default=0, help="also the N opcodes executed most (first input), by input")
     args = ap.parse_args()
     spans = parse_regions(args.regions)
     res = []
@@ -162,6 +186,17 @@ def main():
                 st = ", ".join(f"{k} {v:.0f}" for k, v in top if v)
                 mk = " ".join(f"{k}:{v}" for k, v in marks.items())
                 print(f"  {off:8x} {smp:8.0f} {100*smp/max(s['samples'], 1):5.1f}% {n:6d} {mean:9.0f}  {st}; {mk}")
+    if args.opcodes:
+        names = [spec.partition("=")[0] for spec in args.inputs]
+        ops = [opcodes(read_page(spec.partition("=")[2])) for spec in args.inputs]
+        print("opcode    " + "".join(f"{n:>22s}" for n in names) + "   (warp-instructions executed, stall samples)")
+        total = [sum(v[0] for v in o.values()) for o in ops]
+        first = sorted(ops[0].items(), key=lambda kv: -kv[1][0])[:args.opcodes]
+        extra = sorted({k for o in ops[1:] for k in o} - {k for k, _ in first},
+                       key=lambda k: -max(o.get(k, [0, 0])[0] for o in ops[1:]))[:args.opcodes // 2]
+        for op in [k for k, _ in first] + extra:
+            print(f"{op:10s}" + "".join(f"{o.get(op, [0, 0])[0]:>14.0f} {o.get(op, [0, 0])[1]:>6.0f} " for o in ops))
+        print(f"{'all':10s}" + "".join(f"{t:>14.0f}        " for t in total))
     if args.json:
         with open(args.json, "a") as f:
             for s in res:
