@@ -18,6 +18,7 @@ instance (14,064, 255) and the stock 8-column one (5,296, 242), and the same reg
     python bench/cuda_sass_size.py                                   # the one-query instance files
     python bench/cuda_sass_size.py fattn-se-mma-d128-n8.cu --apply variant.diff   # patch 0003 + a change to try
     NVDISASM=/path/to/nvdisasm python bench/cuda_sass_size.py fattn-se-mma-d128-n8.cu   # with LDL/STL counts
+    python bench/cuda_sass_size.py fattn-se.cu --tree NEW --same-as OLD   # which kernels a change leaves byte-identical
 """
 
 import argparse
@@ -40,8 +41,8 @@ DEFAULT_FILES = ["fattn-se-mma-d128-n8.cu", "fattn-se-mma-d128-n16.cu", "fattn-s
                  "template-instances/fattn-mma-f16-instance-ncols1_1-ncols2_8.cu"]
 
 
-def text_sections(cubin: bytes):
-    """{section name: size in bytes} of an ELF64 file (a cubin)."""
+def text_code(cubin: bytes):
+    """{section name: its bytes} of the .text sections of an ELF64 file (a cubin)."""
     if cubin[:4] != b"\x7fELF" or cubin[4] != 2:
         raise ValueError("not an ELF64 file")
     shoff = struct.unpack_from("<Q", cubin, 0x28)[0]
@@ -52,7 +53,12 @@ def text_sections(cubin: bytes):
     def name(off):
         end = cubin.index(b"\0", strtab + off)
         return cubin[strtab + off:end].decode()
-    return {name(h[0]): h[5] for h in hdrs if name(h[0]).startswith(".text.")}
+    return {name(h[0]): cubin[h[4]:h[4] + h[5]] for h in hdrs if name(h[0]).startswith(".text.")}
+
+
+def text_sections(cubin: bytes):
+    """{section name: size in bytes} of an ELF64 file (a cubin)."""
+    return {k: len(v) for k, v in text_code(cubin).items()}
 
 
 def kernel_args(mangled: str, kernel: str = "flash_attn_ext_f16") -> str:
@@ -141,6 +147,9 @@ def main():
     ap.add_argument("--tag", default="", help="a label stored with each JSON line (e.g. the variant)")
     ap.add_argument("--kernel", default="flash_attn_ext_f16", help="the kernels to list (default flash_attn_ext_f16; "
                     "flash_attn_ext_vec for the vector kernel, whose Self-Extend instances are in fattn-se.cu)")
+    ap.add_argument("--same-as", default=None, metavar="TREE",
+                    help="also compile the files in this other patched tree and say, for every kernel (all of them, not "
+                    "only --kernel), whether its code is byte-identical, else how many 16-byte instructions differ")
     args = ap.parse_args()
     if args.apply and args.tree:
         raise SystemExit("--apply patches the temporary tree only; give --tree or --apply")
@@ -177,7 +186,32 @@ def main():
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(json.dumps({"tag": args.tag, **row}) + "\n")
+            if args.same_as:
+                same_as(cuda_dir, Path(args.same_as) / "ggml" / "src" / "ggml-cuda", stub, defines, name, tmp)
     return 0
+
+
+def same_as(cuda_dir: Path, other_dir: Path, stub: Path, defines, name: str, tmp: Path):
+    """Prints, for every kernel of file name, whether the two trees compile it to the same code (--same-as)."""
+    code = {}
+    for tag, d in (("a", cuda_dir), ("b", other_dir)):
+        out = tmp / tag
+        out.mkdir(exist_ok=True)
+        compile_file(d, stub, defines, name, out)
+        code[tag] = text_code((out / (name.replace("/", "_") + ".cubin")).read_bytes())
+    same = 0
+    for sec in sorted(set(code["a"]) | set(code["b"])):
+        a, b = code["a"].get(sec), code["b"].get(sec)
+        if a == b:
+            same += 1
+            continue
+        if a is None or b is None:
+            print(f"  {name}: {sec[6:80]} only in {'the other tree' if a is None else 'this tree'}")
+            continue
+        n = max(len(a), len(b)) // 16
+        diff = sum(1 for i in range(n) if a[16*i:16*i + 16] != b[16*i:16*i + 16])
+        print(f"  {name}: {sec[6:80]}: {diff} of {n} instructions differ ({len(a)//16} here, {len(b)//16} there)")
+    print(f"  {name}: {same} of {len(set(code['a']) | set(code['b']))} kernels byte-identical in both trees")
 
 
 if __name__ == "__main__":
