@@ -3,6 +3,7 @@
 # of a se-backend-check build): the patches (and a variant diff, if given) applied to the carried llama.cpp tree, the
 # probe compiled against that tree's fattn-se.cu, then run. Output: stdout, and $OUT/vec_probe.txt.
 #   bash bench/cuda_vec_probe.sh TARBALL [VARIANT.diff] [-- PROBE ARGS...]
+#       PROBE ARGS: --reps N, --splits N,N,..., --mask, --stock-vec (llama.cpp's vector kernel with Self-Extend instead)
 #       TARBALL: a carried copy of the unpatched llama.cpp tree (.carry/c/llama.cpp.tar.xz)
 set -eo pipefail
 TARBALL=$1; shift
