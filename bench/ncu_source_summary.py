@@ -76,12 +76,23 @@ def _offsets(page):
     return data, [int(r[i_addr], 16) - a0 for r in data]
 
 
+def _columns(page):
+    """(the header, and the columns of the SASS text, the stall samples and the instructions executed)."""
+    head = page[1]
+    return (head, head.index("Source"), head.index("Warp Stall Sampling (All Samples)"),
+            head.index("Instructions Executed"))
+
+
+def _opcode(source):
+    """The opcode of a SASS line, predicate and modifiers dropped ("@P1 FFMA.FTZ R0, ..." -> "FFMA")."""
+    words = source.split()
+    return (words[1] if words and words[0].startswith("@") and len(words) > 1 else (words[0] if words else "")).split(".")[0]
+
+
 def buckets(page, size):
     """Rows (offset, samples, distinct executed, mean executions, top stalls, marks) of the executed code."""
-    _, head, _, stall_cols = page
-    i_src = head.index("Source")
-    i_samples = head.index("Warp Stall Sampling (All Samples)")
-    i_exec = head.index("Instructions Executed")
+    stall_cols = page[3]
+    head, i_src, i_samples, i_exec = _columns(page)
     data, offs = _offsets(page)
     out = {}
     for r, off in zip(data, offs):
@@ -93,8 +104,7 @@ def buckets(page, size):
         if e > 0:
             b["n"] += 1
             b["exec"] += e
-            words = r[i_src].split()
-            op = (words[1] if words and words[0].startswith("@") and len(words) > 1 else (words[0] if words else "")).split(".")[0]
+            op = _opcode(r[i_src])
             if op in MARKS:
                 b["marks"][op] = b["marks"].get(op, 0) + 1
     res = []
@@ -109,17 +119,13 @@ def buckets(page, size):
 
 def opcodes(page):
     """{opcode: [warp-instructions executed, stall samples]} of a source page (predicate and modifiers dropped)."""
-    _, head, _, _ = page
-    i_src = head.index("Source")
-    i_samples = head.index("Warp Stall Sampling (All Samples)")
-    i_exec = head.index("Instructions Executed")
+    _, i_src, i_samples, i_exec = _columns(page)
     data, _ = _offsets(page)
     out = {}
     for r in data:
-        words = r[i_src].split()
-        if not words:
+        op = _opcode(r[i_src])
+        if not op:
             continue
-        op = (words[1] if words[0].startswith("@") and len(words) > 1 else words[0]).split(".")[0]
         o = out.setdefault(op, [0.0, 0.0])
         o[0] += _num(r[i_exec])
         o[1] += _num(r[i_samples])
