@@ -187,18 +187,17 @@ def main():
                     with open(args.json, "a") as f:
                         f.write(json.dumps({"tag": args.tag, **row}) + "\n")
             if args.same_as:
-                same_as(cuda_dir, Path(args.same_as) / "ggml" / "src" / "ggml-cuda", stub, defines, name, tmp)
+                same_as(Path(args.same_as) / "ggml" / "src" / "ggml-cuda", stub, defines, name, tmp)
     return 0
 
 
-def same_as(cuda_dir: Path, other_dir: Path, stub: Path, defines, name: str, tmp: Path):
-    """Prints, for every kernel of file name, whether the two trees compile it to the same code (--same-as)."""
-    code = {}
-    for tag, d in (("a", cuda_dir), ("b", other_dir)):
-        out = tmp / tag
-        out.mkdir(exist_ok=True)
-        compile_file(d, stub, defines, name, out)
-        code[tag] = text_code((out / (name.replace("/", "_") + ".cubin")).read_bytes())
+def same_as(other_dir: Path, stub: Path, defines, name: str, tmp: Path):
+    """Prints, for every kernel of file name, whether the two trees compile it to the same code (--same-as): this
+    tree's cubin is the one compile_file has just written into tmp, the other tree's is compiled into tmp/other."""
+    cubin = name.replace("/", "_") + ".cubin"
+    (tmp / "other").mkdir(exist_ok=True)
+    compile_file(other_dir, stub, defines, name, tmp / "other")
+    code = {"a": text_code((tmp / cubin).read_bytes()), "b": text_code((tmp / "other" / cubin).read_bytes())}
     same = 0
     for sec in sorted(set(code["a"]) | set(code["b"])):
         a, b = code["a"].get(sec), code["b"].get(sec)
