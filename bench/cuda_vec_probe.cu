@@ -21,6 +21,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #define PROBE_CHECK(x)                                                                        \
@@ -160,6 +162,58 @@ static void probe_reference(const probe_case & c, const float * q, KV Kv, VV Vv,
     }
 }
 
+// the heads each case checks: the first two and the last (another KV head)
+static std::vector<int> probe_heads(const probe_case & c) {
+    return {0, 1, c.n_head - 1};
+}
+
+// the float64 reference of each of probe_heads(c), D values each, one after the other (Kv, Vv: as probe_reference)
+template <typename KV, typename VV>
+static std::vector<double> probe_refs(const probe_case & c, const float * q, KV Kv, VV Vv, const int pq, const int * pk,
+                                      const float scale, const double theta_scale) {
+    const std::vector<int> heads = probe_heads(c);
+    std::vector<double> ref(heads.size()*c.D);
+    for (size_t ih = 0; ih < heads.size(); ++ih) {
+        probe_reference(c, q, Kv, Vv, pq, pk, heads[ih], scale, theta_scale, ref.data() + ih*c.D);
+    }
+    return ref;
+}
+
+// the largest absolute error and the relative L2 error of out ([n_head, D]) against probe_refs on probe_heads(c)
+static std::pair<double, double> probe_errors(const probe_case & c, const float * out, const std::vector<double> & ref) {
+    const std::vector<int> heads = probe_heads(c);
+    double max_abs = 0.0, num = 0.0, den = 0.0;
+    for (size_t ih = 0; ih < heads.size(); ++ih) {
+        for (int i = 0; i < c.D; ++i) {
+            const double r = ref[ih*c.D + i];
+            const double e = out[(size_t) heads[ih]*c.D + i] - r;
+            max_abs = std::max(max_abs, std::fabs(e));
+            num += e*e;
+            den += r*r;
+        }
+    }
+    return {max_abs, std::sqrt(num/den)};
+}
+
+// a mask row of zeros on the device (every key visible, the reference unchanged) with --mask, else nullptr
+static half * probe_mask_row(const int n_kv) {
+    half * dmask = nullptr;
+    if (g_mask) {
+        PROBE_CHECK(cudaMalloc(&dmask, (size_t) n_kv*sizeof(half)));
+        PROBE_CHECK(cudaMemset(dmask, 0, (size_t) n_kv*sizeof(half)));
+    }
+    return dmask;
+}
+
+// the keys at positions 0 .. n_kv - 1 (the query is at n_kv)
+static std::vector<int> probe_positions(const int n_kv) {
+    std::vector<int> pk(n_kv);
+    for (int j = 0; j < n_kv; ++j) {
+        pk[j] = j;
+    }
+    return pk;
+}
+
 template <int D, int NCOLS>
 static void probe_run(const probe_case & c, const int reps, const int nsm) {
     const auto kernel = flash_attn_ext_se_vec<D, NCOLS, GGML_TYPE_F16, GGML_TYPE_F16>;
@@ -174,10 +228,7 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     for (auto & x : q) { x = rnd(); }
     for (auto & x : k) { x = __float2half(rnd()); }
     for (auto & x : v) { x = __float2half(rnd()); }
-    std::vector<int> pk(c.n_kv);
-    for (int j = 0; j < c.n_kv; ++j) {
-        pk[j] = j;
-    }
+    const std::vector<int> pk = probe_positions(c.n_kv);
     const int pq = c.n_kv;
 
     float * dq; half * dk; half * dv; int * dpq; int * dpk; float * dout; float * dparts; float2 * dmeta; unsigned * dsink;
@@ -188,11 +239,7 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     PROBE_CHECK(cudaMalloc(&dpk, pk.size()*sizeof(int)));
     PROBE_CHECK(cudaMalloc(&dout, (size_t) D*c.n_head*sizeof(float)));
     PROBE_CHECK(cudaMalloc(&dsink, sizeof(unsigned)));
-    half * dmask = nullptr; // a mask row of zeros: every key visible, the reference unchanged
-    if (g_mask) {
-        PROBE_CHECK(cudaMalloc(&dmask, (size_t) c.n_kv*sizeof(half)));
-        PROBE_CHECK(cudaMemset(dmask, 0, (size_t) c.n_kv*sizeof(half)));
-    }
+    half * dmask = probe_mask_row(c.n_kv);
     PROBE_CHECK(cudaMemcpy(dq, q.data(), q.size()*sizeof(float), cudaMemcpyHostToDevice));
     PROBE_CHECK(cudaMemcpy(dk, k.data(), k.size()*sizeof(half), cudaMemcpyHostToDevice));
     PROBE_CHECK(cudaMemcpy(dv, v.data(), v.size()*sizeof(half), cudaMemcpyHostToDevice));
@@ -231,19 +278,11 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     // exactness on the first heads (and the last, another KV head)
     std::vector<float> out((size_t) D*c.n_head);
     PROBE_CHECK(cudaMemcpy(out.data(), dout, out.size()*sizeof(float), cudaMemcpyDeviceToHost));
-    double max_abs = 0.0, num = 0.0, den = 0.0;
-    std::vector<double> ref(D);
-    for (int h : {0, 1, c.n_head - 1}) {
-        probe_reference(c, q.data(), [&](int hk, int j, int i) { return (double) __half2float(k[((size_t) hk*c.n_kv + j)*D + i]); },
-                        [&](int hk, int j, int i) { return (double) __half2float(v[((size_t) hk*c.n_kv + j)*D + i]); },
-                        pq, pk.data(), h, scale, p.theta_scale, ref.data());
-        for (int i = 0; i < D; ++i) {
-            const double e = out[(size_t) h*D + i] - ref[i];
-            max_abs = std::max(max_abs, std::fabs(e));
-            num += e*e;
-            den += ref[i]*ref[i];
-        }
-    }
+    const std::vector<double> ref = probe_refs(c, q.data(),
+        [&](int hk, int j, int i) { return (double) __half2float(k[((size_t) hk*c.n_kv + j)*D + i]); },
+        [&](int hk, int j, int i) { return (double) __half2float(v[((size_t) hk*c.n_kv + j)*D + i]); },
+        pq, pk.data(), scale, p.theta_scale);
+    const auto [max_abs, rel_l2] = probe_errors(c, out.data(), ref);
 
     // timing: the kernel (+ combine), then a plain read of the same K and V bytes
     auto time_us = [&](auto && f) { return probe_time_us(f, reps); };
@@ -282,12 +321,12 @@ static void probe_run(const probe_case & c, const int reps, const int nsm) {
     }
 
     printf("%-34s %6d %3d/%-3d %4d/%-5d %6d %8.3e %8.3e %9.1f %7.0f %9.1f %7.0f\n", c.name, c.n_kv, c.n_head, c.n_head_kv,
-           c.G, c.W, nsplit, max_abs, std::sqrt(num/den), t_se, kv_bytes/t_se/1e3, t_read, kv_bytes/t_read/1e3);
+           c.G, c.W, nsplit, max_abs, rel_l2, t_se, kv_bytes/t_se/1e3, t_read, kv_bytes/t_read/1e3);
     printf("{\"probe\": \"se_vec\", \"shape\": \"%s\", \"D\": %d, \"n_head\": %d, \"n_head_kv\": %d, \"n_kv\": %d, "
            "\"G\": %d, \"W\": %d, \"neox\": %d, \"nsplit\": %d, \"occupancy\": %d, \"max_abs\": %.4e, \"rel_l2\": %.4e, "
            "\"se_vec_us\": %.2f, \"read_us\": %.2f, \"kv_bytes\": %zu, \"c8_us_diff\": [%.2f, %.1e], "
            "\"splits_us_diff\": {%s}, \"mask\": %d}\n", c.name, D, c.n_head, c.n_head_kv, c.n_kv, c.G, c.W, c.neox, nsplit,
-           occupancy, max_abs, std::sqrt(num/den), t_se, t_read, kv_bytes, t_c8, d_c8, alt.c_str(), (int) g_mask);
+           occupancy, max_abs, rel_l2, t_se, t_read, kv_bytes, t_c8, d_c8, alt.c_str(), (int) g_mask);
 
     cudaFree(dq); cudaFree(dk); cudaFree(dv); cudaFree(dpq); cudaFree(dpk); cudaFree(dout); cudaFree(dparts);
     cudaFree(dmeta); cudaFree(dsink); cudaFree(dmask);
@@ -340,10 +379,7 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     };
     store(kf, kb);
     store(vf, vb);
-    std::vector<int> pk(c.n_kv);
-    for (int j = 0; j < c.n_kv; ++j) {
-        pk[j] = j;
-    }
+    const std::vector<int> pk = probe_positions(c.n_kv);
     const int pq = c.n_kv;
 
     char * dk; char * dv; float * dq; int * dpq; int * dpk; float * dout; float * dtmp; float2 * dmeta;
@@ -358,11 +394,7 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     PROBE_CHECK(cudaMemcpy(dq, q.data(), q.size()*sizeof(float), cudaMemcpyHostToDevice));
     PROBE_CHECK(cudaMemcpy(dpq, &pq, sizeof(int), cudaMemcpyHostToDevice));
     PROBE_CHECK(cudaMemcpy(dpk, pk.data(), pk.size()*sizeof(int), cudaMemcpyHostToDevice));
-    half * dmask = nullptr; // a mask row of zeros (--mask), as the op passes one
-    if (g_mask) {
-        PROBE_CHECK(cudaMalloc(&dmask, (size_t) c.n_kv*sizeof(half)));
-        PROBE_CHECK(cudaMemset(dmask, 0, (size_t) c.n_kv*sizeof(half)));
-    }
+    half * dmask = probe_mask_row(c.n_kv);
     const float scale = 1.0f/std::sqrt((float) D);
     fattn_se_params p = probe_params(c, D, dpq, dpk);
 
@@ -413,13 +445,10 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
         }
     };
 
-    std::vector<double> ref((size_t) 3*D);
-    const int heads[3] = {0, 1, c.n_head - 1};
-    for (int ih = 0; ih < 3; ++ih) {
-        probe_reference(c, q.data(), [&](int hk, int j, int i) { return (double) kf[((size_t) hk*c.n_kv + j)*D + i]; },
-                        [&](int hk, int j, int i) { return (double) vf[((size_t) hk*c.n_kv + j)*D + i]; },
-                        pq, pk.data(), heads[ih], scale, p.theta_scale, ref.data() + ih*D);
-    }
+    const std::vector<double> ref = probe_refs(c, q.data(),
+        [&](int hk, int j, int i) { return (double) kf[((size_t) hk*c.n_kv + j)*D + i]; },
+        [&](int hk, int j, int i) { return (double) vf[((size_t) hk*c.n_kv + j)*D + i]; },
+        pq, pk.data(), scale, p.theta_scale);
     std::vector<float> out[2];
     double max_abs[2] = {0.0, 0.0}, rel[2] = {0.0, 0.0}, t[3];
     for (int tail = 1; tail >= 0; --tail) {
@@ -430,16 +459,7 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
         auto & o = out[1 - tail];
         o.resize((size_t) D*c.n_head);
         PROBE_CHECK(cudaMemcpy(o.data(), dout, o.size()*sizeof(float), cudaMemcpyDeviceToHost));
-        double num = 0.0, den = 0.0;
-        for (int ih = 0; ih < 3; ++ih) {
-            for (int i = 0; i < D; ++i) {
-                const double e = o[(size_t) heads[ih]*D + i] - ref[ih*D + i];
-                max_abs[1 - tail] = std::max(max_abs[1 - tail], std::fabs(e));
-                num += e*e;
-                den += ref[ih*D + i]*ref[ih*D + i];
-            }
-        }
-        rel[1 - tail] = std::sqrt(num/den);
+        std::tie(max_abs[1 - tail], rel[1 - tail]) = probe_errors(c, o.data(), ref);
         t[1 - tail] = probe_time_us([&]() { launch(k_se, pb_se); }, reps);
     }
     double diff = 0.0;
