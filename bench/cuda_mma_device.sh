@@ -49,7 +49,8 @@
 #             models: bench/cuda_model_bench.py on the default routes for each of $MODELS (default: llama3 llama3:q8_0 qwen
 #                    llama2 phi3; a 4-layer model each, written once into $K: llama3 Llama-3-8B heads 32/8 of 128, qwen
 #                    32/4 of 128 with NEOX pairs, llama2 32/32 of 128, phi3 32/32 of 96 with NEOX pairs; :q8_0 a q8_0 KV
-#                    cache) at $LENGTHS (default 4096,16384,32768,65536), needs FULL=1 (models.jsonl)
+#                    cache) at $LENGTHS (default 4096,16384,32768,65536), $REPS rounds of stock and SE each (default 1;
+#                    the medians of the rounds' ratios on stdout), needs FULL=1 (models.jsonl)
 #             ncudeckv: Nsight Compute sections (speed of light, launch, occupancy, warp states, instructions) of every
 #                    flash-attention launch of the one-query ops of the shapes $PERF_SHAPE at kv $NCU_KV (default 16384;
 #                    per case stock, SE, SE with W > kv, each a warm-up and a timed launch), ncudeckv.txt
@@ -223,7 +224,7 @@ PY
                       [ -e "$K/m_$tag.gguf" ] || PYTHONPATH=$K/site:$PWD python3 bench/cuda_model_bench.py --write "$K/m_$tag.gguf" \
                           --write-only "${w[@]}" | grep -v '^llama\|^load'
                       ( se_use_install && timeout "$l" python3 bench/cuda_model_bench.py -m "$K/m_$tag.gguf" --kv "$kv" \
-                          --lengths "${LENGTHS:-4096,16384,32768,65536}" --tag "$m" --json "$O/models.jsonl" 2>&1 ) | grep -v '^llama\|^load'
+                          --lengths "${LENGTHS:-4096,16384,32768,65536}" --reps "${REPS:-1}" --tag "$m" --json "$O/models.jsonl" 2>&1 ) | grep -v '^llama\|^load'
                   done ;;
         ncudeckv) timeout "$l" "$NCU" --clock-control none --kernel-name regex:flash_attn --section SpeedOfLight --section LaunchStats \
                       --section Occupancy --section WarpStateStats --section InstructionStats "$CHK" perf --only decode \

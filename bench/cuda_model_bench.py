@@ -7,7 +7,9 @@ is a large share of the time) is written with the `gguf` package, then for each 
 prefill of N random tokens in ubatches of 512 (tok/s), one untimed decode step, then 32 single-token
 decode steps at depth N (tok/s over the 32, and the median step time), stock (G=1) and Self-Extend
 (G, W, pos_min=0), same build, same model,
-flash attention on, f16 KV cache. The KV cache size is read from llama.cpp's log.
+flash attention on, f16 KV cache. The KV cache size is read from llama.cpp's log. Single runs of a 4-layer model move
+by up to 20 % between calls: --reps N runs stock and Self-Extend N times in turn and prints the medians of the
+rounds' ratios.
 
     python bench/cuda_model_bench.py --write /tmp/l3shape.gguf --lengths 4096,16384,32768,65536 \
         --gpu-layers 99 --json bench/results/cuda_model_bench.jsonl
@@ -120,6 +122,47 @@ def run(model, n, se, args, grab):
                 kv_log=kv_lines, route_log=route, state_bytes=int(state))
 
 
+def bench_round(model, n, rep, se_gw, args, grab, out):
+    """One round at length n: each of args.modes once, in order. Prints and writes a record per run; returns
+    {mode: (prefill, decode step median) vs the round's stock run} for the modes after a stock run."""
+    lc = _lib.llama_cpp
+    rows = {}
+    ratios = {}
+    for mode in args.modes.split(","):
+        se = (1, 0) if mode == "stock" else se_gw
+        env = {"se-portable": "1", "se-op": "0"}.get(mode)
+        if env is not None:
+            os.environ["LLAMA_SE_PORTABLE"] = env
+        try:
+            r = run(model, n, se, args, grab)
+        finally:
+            os.environ.pop("LLAMA_SE_PORTABLE", None)
+        rows[mode] = r
+        kv = next((re.sub(r".*size\s*=\s*", "", ln) for ln in r["kv_log"] if "size" in ln), "?")
+        print(f"{n:>6} {mode:>8} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {kv:>24}"
+              f"  step median {r['decode_step_ms_median']:.3f} ms, first {r['first_step_ms']:.1f} ms;"
+              f" prefill {r['prefill_s']:.3f} s, {r['prefill_in_decode_calls_s']:.3f} s in llama_decode", flush=True)
+        shape = (f"{lc.llama_model_n_head(model)}/{lc.llama_model_n_head_kv(model)} heads,"
+                 f" D{lc.llama_model_n_embd(model) // lc.llama_model_n_head(model)}")
+        rec = {"mode": mode, "n_tokens": n, "G": se[0], "W": se[1], "pos_min": 0, "layers": args.layers,
+               "n_ff": args.n_ff, "shape": shape, "kv_type": args.kv,
+               "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, "tag": args.tag, "rep": rep, **r}
+        if mode != "stock" and "stock" in rows:
+            s = rows["stock"]
+            rec["prefill_vs_stock"] = r["prefill_tok_s"] / s["prefill_tok_s"]
+            rec["decode_vs_stock"] = r["decode_tok_s"] / s["decode_tok_s"]
+            rec["decode_median_vs_stock"] = s["decode_step_ms_median"] / r["decode_step_ms_median"]
+            rec["state_bytes_vs_stock"] = r["state_bytes"] / s["state_bytes"]
+            ratios[mode] = (rec["prefill_vs_stock"], rec["decode_median_vs_stock"])
+            print(f"{'':>6} {'ratio':>8} {rec['prefill_vs_stock']:>14.3f} {rec['decode_vs_stock']:>13.3f}"
+                  f" {'state ' + format(rec['state_bytes_vs_stock'], '.3f'):>24}"
+                  f"  step median {rec['decode_median_vs_stock']:.3f}", flush=True)
+        if out:
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+    return ratios
+
+
 def _profiler():
     """The CUDA driver, for cuProfilerStart/Stop around the decode steps (ncu --profile-from-start off)."""
     return ctypes.CDLL("libcuda.so.1")
@@ -152,9 +195,14 @@ def main():
                     help="bracket the first K decode steps with cuProfilerStart/Stop (for ncu --profile-from-start off)")
     ap.add_argument("--profile-ubatch", type=int, default=None,
                     help="bracket prefill ubatch K (0-based) with cuProfilerStart/Stop, synchronized before and after")
+    ap.add_argument("--reps", type=int, default=1,
+                    help="run the modes this many times per length, in turn (stock, se, stock, se, ...); each ratio is "
+                         "against the stock run of its own round, and the medians of the rounds are printed")
     ap.add_argument("--tag", default="", help="a label stored with each JSON record (e.g. the environment)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.reps < 1:
+        ap.error("--reps must be at least 1")
     if not 1 <= args.n_gen <= 63:
         ap.error("--n-gen must be 1..63 (the context holds N + 64 tokens, one decode step is a warm-up)")
 
@@ -181,39 +229,17 @@ def main():
     G, W = (int(x) for x in args.se.split(":"))
     out = open(args.json, "a") if args.json else None
     print(f"{'N':>6} {'mode':>8} {'prefill tok/s':>14} {'decode tok/s':>13} {'KV cache':>24}", flush=True)
-    rows = {}
     for n in [int(x) for x in args.lengths.split(",")]:
-        for mode in args.modes.split(","):
-            se = (1, 0) if mode == "stock" else (G, W)
-            env = {"se-portable": "1", "se-op": "0"}.get(mode)
-            if env is not None:
-                os.environ["LLAMA_SE_PORTABLE"] = env
-            try:
-                r = run(model, n, se, args, grab)
-            finally:
-                os.environ.pop("LLAMA_SE_PORTABLE", None)
-            rows[(n, mode)] = r
-            kv = next((re.sub(r".*size\s*=\s*", "", ln) for ln in r["kv_log"] if "size" in ln), "?")
-            print(f"{n:>6} {mode:>8} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {kv:>24}"
-                  f"  step median {r['decode_step_ms_median']:.3f} ms, first {r['first_step_ms']:.1f} ms;"
-                  f" prefill {r['prefill_s']:.3f} s, {r['prefill_in_decode_calls_s']:.3f} s in llama_decode", flush=True)
-            shape = (f"{lc.llama_model_n_head(model)}/{lc.llama_model_n_head_kv(model)} heads,"
-                     f" D{lc.llama_model_n_embd(model) // lc.llama_model_n_head(model)}")
-            rec = {"mode": mode, "n_tokens": n, "G": se[0], "W": se[1], "pos_min": 0, "layers": args.layers,
-                   "n_ff": args.n_ff, "shape": shape, "kv_type": args.kv,
-                   "ubatch": args.ubatch, "gpu_layers": args.gpu_layers, "tag": args.tag, **r}
-            if mode != "stock" and (n, "stock") in rows:
-                s = rows[(n, "stock")]
-                rec["prefill_vs_stock"] = r["prefill_tok_s"] / s["prefill_tok_s"]
-                rec["decode_vs_stock"] = r["decode_tok_s"] / s["decode_tok_s"]
-                rec["decode_median_vs_stock"] = s["decode_step_ms_median"] / r["decode_step_ms_median"]
-                rec["state_bytes_vs_stock"] = r["state_bytes"] / s["state_bytes"]
-                print(f"{'':>6} {'ratio':>8} {rec['prefill_vs_stock']:>14.3f} {rec['decode_vs_stock']:>13.3f}"
-                      f" {'state ' + format(rec['state_bytes_vs_stock'], '.3f'):>24}"
-                      f"  step median {rec['decode_median_vs_stock']:.3f}", flush=True)
-            if out:
-                out.write(json.dumps(rec) + "\n")
-                out.flush()
+        ratios = {}  # mode: [(prefill, decode step median) vs stock, one per round]
+        for rep in range(args.reps):
+            for mode, ratio in bench_round(model, n, rep, (G, W), args, grab, out).items():
+                ratios.setdefault(mode, []).append(ratio)
+        for mode, rs in ratios.items():
+            if args.reps > 1:
+                pre, dec = (sorted(x) for x in zip(*rs))
+                print(f"{n:>6} {mode:>8} median of {len(rs)} rounds: prefill {float(np.median(pre)):.3f}x"
+                      f" ({pre[0]:.3f} - {pre[-1]:.3f}), decode step {float(np.median(dec)):.3f}x"
+                      f" ({dec[0]:.3f} - {dec[-1]:.3f})", flush=True)
     lc.llama_model_free(model)
 
 
