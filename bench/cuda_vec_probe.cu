@@ -12,7 +12,8 @@
 // Args: [--reps N] [--splits N,N,...] [--mask]: also time each case with these key splits instead of the launcher's;
 // --mask: pass a mask row (all zeros, as se-backend-check's one-query cases) as the op does; --stock-vec: instead,
 // llama.cpp's vector kernel with Self-Extend (fattn-vec.cuh) against the same reference and against itself without the
-// branch-free steps and stock's kernel, in one run (probe_stock_vec_run)
+// branch-free steps and stock's kernel, in one run (probe_stock_vec_run); there --splits times both kernels with
+// the given key splits
 
 #include "fattn-se.cu"
 
@@ -428,7 +429,11 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     const auto k_se    = flash_attn_ext_vec<D, 1, type_KV, type_KV, false, se_mode>;
     const auto k_stock = flash_attn_ext_vec<D, 1, type_KV, type_KV, false, 0>;
     const int pb_se = parallel_blocks_of(k_se), pb_stock = parallel_blocks_of(k_stock);
-    const int pb_max = std::max(pb_se, pb_stock);
+    const int ntiles_KV = (c.n_kv + D - 1)/D;
+    int pb_max = std::max(pb_se, pb_stock);
+    for (const int want : g_splits) {
+        pb_max = std::max(pb_max, std::min(want, ntiles_KV));
+    }
     PROBE_CHECK(cudaMalloc(&dtmp, (size_t) pb_max*D*c.n_head*sizeof(float)));
     PROBE_CHECK(cudaMalloc(&dmeta, (size_t) pb_max*c.n_head*sizeof(float2)));
     const uint32_t n_head_log2 = 1u << uint32_t(floorf(log2f(float(c.n_head))));
@@ -468,6 +473,18 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     }
     t[2] = probe_time_us([&]() { launch(k_stock, pb_stock); }, reps);
     PROBE_CHECK(cudaGetLastError());
+    // --splits: both kernels with these key splits instead of launch_fattn's (Self-Extend with the branch-free steps)
+    p.vec_tail = 1;
+    std::string splits_json;
+    for (const int want : g_splits) {
+        const int pb = std::max(1, std::min(want, ntiles_KV));
+        const double ts = probe_time_us([&]() { launch(k_se, pb); }, reps);
+        const double tk = probe_time_us([&]() { launch(k_stock, pb); }, reps);
+        PROBE_CHECK(cudaGetLastError());
+        printf("    %d splits: SE %.1f us, stock %.1f us\n", pb, ts, tk);
+        splits_json += (splits_json.empty() ? "" : ", ") + ("\"" + std::to_string(pb) + "\": [" + std::to_string(ts) + ", " +
+                        std::to_string(tk) + "]");
+    }
 
     printf("%-30s %4s %6d %3d/%-3d %2d/%-5d %3d/%-3d %8.2e %8.2e %8.2e %8.2e %7.1e %8.1f %8.1f %8.1f %6.3f %6.3f\n", c.name,
            q8 ? "q8_0" : "f16", c.n_kv, c.n_head, c.n_head_kv, c.G, c.W, pb_se, pb_stock, max_abs[0], rel[0], max_abs[1], rel[1],
@@ -475,9 +492,10 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     printf("{\"probe\": \"stock_vec\", \"shape\": \"%s\", \"D\": %d, \"type_kv\": \"%s\", \"se_mode\": %d, \"n_head\": %d, "
            "\"n_head_kv\": %d, \"n_kv\": %d, \"G\": %d, \"W\": %d, \"neox\": %d, \"splits_se\": %d, \"splits_stock\": %d, "
            "\"tail_max_abs\": %.4e, \"tail_rel_l2\": %.4e, \"notail_max_abs\": %.4e, \"notail_rel_l2\": %.4e, "
-           "\"tail_vs_notail_max_diff\": %.3e, \"tail_us\": %.2f, \"notail_us\": %.2f, \"stock_us\": %.2f, \"mask\": %d}\n",
+           "\"tail_vs_notail_max_diff\": %.3e, \"tail_us\": %.2f, \"notail_us\": %.2f, \"stock_us\": %.2f, \"mask\": %d, "
+           "\"splits_se_stock_us\": {%s}}\n",
            c.name, D, q8 ? "q8_0" : "f16", se_mode, c.n_head, c.n_head_kv, c.n_kv, c.G, c.W, c.neox, pb_se, pb_stock,
-           max_abs[0], rel[0], max_abs[1], rel[1], diff, t[0], t[1], t[2], (int) g_mask);
+           max_abs[0], rel[0], max_abs[1], rel[1], diff, t[0], t[1], t[2], (int) g_mask, splits_json.c_str());
 
     cudaFree(dk); cudaFree(dv); cudaFree(dq); cudaFree(dpq); cudaFree(dpk); cudaFree(dout); cudaFree(dtmp); cudaFree(dmeta);
     cudaFree(dmask);
