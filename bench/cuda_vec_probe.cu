@@ -528,7 +528,7 @@ int main(int argc, char ** argv) {
         // the instances of llama.cpp's vector kernel with Self-Extend that fattn_se_launch_stock_vec picks: SmolLM2 (64,
         // f16, factors in registers), the Llama-2 shape (128, q8_0 with the factors in shared memory, NORM and NEOX; f16
         // in registers), the Llama-3 shape's q8_0 (GQA 4); G 8 (every key after a lane group's first steps) and G 6
-        // (the select path)
+        // (the select path); the Llama-3 shape's q8_0 also at 32k and 64k, where the op takes the mma kernel
         printf("%-30s %4s %6s %7s %8s %7s %8s %8s %8s %8s %7s %8s %8s %8s %6s %6s\n", "shape", "K/V", "kv", "heads", "G/W",
                "splits", "tail_abs", "tail_rel", "old_abs", "old_rel", "tail-old", "tail_us", "old_us", "stock_us",
                "ratio", "old");
@@ -542,6 +542,9 @@ int main(int argc, char ** argv) {
         probe_stock_vec_run<128, GGML_TYPE_F16,  3>({"llama2-7b (D128, 32/32)",     128, 32, 32, 16384, 8, 1024, 0}, reps, nsm);
         probe_stock_vec_run<128, GGML_TYPE_Q8_0, 1>({"llama3-8b (D128, 32/8)",      128, 32,  8,  4096, 8, 1024, 0}, reps, nsm);
         probe_stock_vec_run<128, GGML_TYPE_Q8_0, 1>({"llama3-8b (D128, 32/8)",      128, 32,  8, 16384, 8, 1024, 0}, reps, nsm);
+        // from 32k the op takes the mma kernel for this shape (on an f16 copy of the cache): this kernel there
+        probe_stock_vec_run<128, GGML_TYPE_Q8_0, 1>({"llama3-8b (D128, 32/8)",      128, 32,  8, 32768, 8, 1024, 0}, reps, nsm);
+        probe_stock_vec_run<128, GGML_TYPE_Q8_0, 1>({"llama3-8b (D128, 32/8)",      128, 32,  8, 65536, 8, 1024, 0}, reps, nsm);
         return 0;
     }
     printf("%-34s %6s %7s %10s %6s %8s %8s %9s %7s %9s %7s\n", "shape", "kv", "heads", "G/W", "splits", "max_abs",
