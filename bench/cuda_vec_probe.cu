@@ -403,10 +403,10 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     const int nb11 = (int) (kb.size()/((size_t) c.n_kv*c.n_head_kv));
     const int nb12 = nb11*c.n_kv;
     constexpr int nthreads = 128;
+    const int ntiles_KV = (c.n_kv + D - 1)/D;
     auto parallel_blocks_of = [&](auto kernel) {
         int max_blocks_per_sm = 1;
         PROBE_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&max_blocks_per_sm, kernel, nthreads, 0));
-        const int ntiles_KV = (c.n_kv + D - 1)/D;
         const int ntiles_dst = c.n_head;
         const int blocks_per_wave = nsm*max_blocks_per_sm;
         int parallel_blocks = std::min(max_blocks_per_sm, ntiles_KV);
@@ -429,7 +429,6 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     const auto k_se    = flash_attn_ext_vec<D, 1, type_KV, type_KV, false, se_mode>;
     const auto k_stock = flash_attn_ext_vec<D, 1, type_KV, type_KV, false, 0>;
     const int pb_se = parallel_blocks_of(k_se), pb_stock = parallel_blocks_of(k_stock);
-    const int ntiles_KV = (c.n_kv + D - 1)/D;
     int pb_max = std::max(pb_se, pb_stock);
     for (const int want : g_splits) {
         pb_max = std::max(pb_max, std::min(want, ntiles_KV));

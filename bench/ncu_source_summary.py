@@ -43,9 +43,8 @@ def read_page(path):
 
 
 def summarise(page):
-    first, head, data, stall_cols = page
-    i_samples = head.index("Warp Stall Sampling (All Samples)")
-    i_exec = head.index("Instructions Executed")
+    first, _, data, stall_cols = page
+    head, _, i_samples, i_exec = _columns(page)
     executed = [_num(r[i_exec]) for r in data]
     top = max(executed) if executed else 0.0
     out = {"kernel": first[1] if len(first) > 1 else "", "instructions": len(data),
@@ -134,9 +133,8 @@ def opcodes(page):
 
 def regions(page, spans):
     """Rows (label, lo, hi, samples, executed, distinct executed, top stalls) of the address ranges spans [(lo, hi, label)]."""
-    _, head, _, stall_cols = page
-    i_samples = head.index("Warp Stall Sampling (All Samples)")
-    i_exec = head.index("Instructions Executed")
+    stall_cols = page[3]
+    head, _, i_samples, i_exec = _columns(page)
     data, offs = _offsets(page)
     res = []
     for lo, hi, label in spans:
@@ -170,9 +168,12 @@ def main():
     args = ap.parse_args()
     spans = parse_regions(args.regions)
     res = []
+    ops = []  # --opcodes: opcodes(page) of each input
     for spec in args.inputs:
         name, _, path = spec.partition("=")
         page = read_page(path)
+        if args.opcodes:
+            ops.append(opcodes(page))
         s = summarise(page)
         s["name"] = name
         res.append(s)
@@ -193,8 +194,7 @@ def main():
                 mk = " ".join(f"{k}:{v}" for k, v in marks.items())
                 print(f"  {off:8x} {smp:8.0f} {100*smp/max(s['samples'], 1):5.1f}% {n:6d} {mean:9.0f}  {st}; {mk}")
     if args.opcodes:
-        names = [spec.partition("=")[0] for spec in args.inputs]
-        ops = [opcodes(read_page(spec.partition("=")[2])) for spec in args.inputs]
+        names = [s["name"] for s in res]
         print("opcode    " + "".join(f"{n:>22s}" for n in names) + "   (warp-instructions executed, stall samples)")
         total = [sum(v[0] for v in o.values()) for o in ops]
         first = sorted(ops[0].items(), key=lambda kv: -kv[1][0])[:args.opcodes]
