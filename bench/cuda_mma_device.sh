@@ -116,7 +116,8 @@ ncu_source() {
         "$CHK" perf --only "$only" --kv "${NCU_KV:-4096}" ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --rep 1 > "$O/$name.log" 2>&1
     timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page source --print-source sass --csv > "$O/$name.csv" 2>> "$O/$name.log"
     timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page details > "$O/${name}_details.txt" 2>> "$O/$name.log"
-    # the sections' bodies too: their tables of source lines (e.g. "L1 Wavefronts Shared Excessive")
+    # the sections' bodies too: their tables of source lines (e.g. "L1 Wavefronts Shared Excessive"); a call of its own,
+    # not yet run on a device, so that NAME_details.txt stays as it was if this ncu does not take the option
     timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page details --print-details all > "$O/${name}_tables.txt" 2>> "$O/$name.log"
     echo "== $name: $(wc -c < "$O/$name.csv") bytes"; head -c 600 "$O/$name.csv"; echo
     grep -i "stall\|warp cycles\|issued" "$O/${name}_details.txt" | head -12

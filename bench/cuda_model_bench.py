@@ -8,8 +8,8 @@ prefill of N random tokens in ubatches of 512 (tok/s), one untimed decode step, 
 decode steps at depth N (tok/s over the 32, and the median step time), stock (G=1) and Self-Extend
 (G, W, pos_min=0), same build, same model,
 flash attention on, f16 KV cache. The KV cache size is read from llama.cpp's log. Single runs of a 4-layer model move
-between calls (the Llama-3-heads model's decode at 64k: 0.84x of stock in one call, 1.05x in another): --reps N runs stock and Self-Extend N times in turn and prints the medians of the
-rounds' ratios.
+between calls (the Llama-3-heads model's decode at 64k: 0.84x of stock in one call, 1.05x in another): --reps N runs
+stock and Self-Extend N times in turn and prints the medians of the rounds' ratios.
 
     python bench/cuda_model_bench.py --write /tmp/l3shape.gguf --lengths 4096,16384,32768,65536 \
         --gpu-layers 99 --json bench/results/cuda_model_bench.jsonl

@@ -404,6 +404,7 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     const int nb12 = nb11*c.n_kv;
     constexpr int nthreads = 128;
     const int ntiles_KV = (c.n_kv + D - 1)/D;
+    auto splits_of = [&](const int want) { return std::max(1, std::min(want, ntiles_KV)); }; // --splits, as launchable
     auto parallel_blocks_of = [&](auto kernel) {
         int max_blocks_per_sm = 1;
         PROBE_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&max_blocks_per_sm, kernel, nthreads, 0));
@@ -431,7 +432,7 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     const int pb_se = parallel_blocks_of(k_se), pb_stock = parallel_blocks_of(k_stock);
     int pb_max = std::max(pb_se, pb_stock);
     for (const int want : g_splits) {
-        pb_max = std::max(pb_max, std::min(want, ntiles_KV));
+        pb_max = std::max(pb_max, splits_of(want));
     }
     PROBE_CHECK(cudaMalloc(&dtmp, (size_t) pb_max*D*c.n_head*sizeof(float)));
     PROBE_CHECK(cudaMalloc(&dmeta, (size_t) pb_max*c.n_head*sizeof(float2)));
@@ -476,7 +477,7 @@ static void probe_stock_vec_run(const probe_case & c, const int reps, const int 
     p.vec_tail = 1;
     std::string splits_json;
     for (const int want : g_splits) {
-        const int pb = std::max(1, std::min(want, ntiles_KV));
+        const int pb = splits_of(want);
         const double ts = probe_time_us([&]() { launch(k_se, pb); }, reps);
         const double tk = probe_time_us([&]() { launch(k_stock, pb); }, reps);
         PROBE_CHECK(cudaGetLastError());
