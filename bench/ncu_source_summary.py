@@ -19,6 +19,13 @@ instruction that mark a region (tensor-core HMMA, double-precision DMUL/DFMA, ba
 With --opcodes N, also the warp-instructions executed and the stall samples by opcode (the N largest of the first
 input, then the others' counts beside them; the twenty-fifth session compared llama.cpp's vector kernel with and
 without Self-Extend this way).
+
+With --runs, also the executed code as runs of consecutive instructions with the same execution count (straight-line
+code: a count of one a warp is set-up or write-back, the largest the loop's), each with its stall samples and top
+stall reasons: where a launch's samples go when its blocks run only a few tiles (the twenty-eighth session).
+
+With --metric COLUMN[:N], also the N instructions (default 10) with the largest values of that per-instruction column,
+e.g. "L1 Wavefronts Shared Excessive", and the column's total.
 """
 
 import argparse
@@ -146,6 +153,41 @@ def regions(page, spans):
     return res
 
 
+def runs(page):
+    """Rows (first offset, last offset, execution count, instructions, samples, top stalls) of the executed code, one
+    for each run of consecutive instructions with the same execution count (never-executed ones end no run)."""
+    stall_cols = page[3]
+    head, _, i_samples, i_exec = _columns(page)
+    data, offs = _offsets(page)
+    res = []
+    for r, off in zip(data, offs):
+        e = _num(r[i_exec])
+        if e == 0:
+            continue
+        if not res or res[-1]["exec"] != e:
+            res.append({"lo": off, "exec": e, "n": 0, "samples": 0.0, "stalls": {}})
+        run = res[-1]
+        run["hi"] = off
+        run["n"] += 1
+        run["samples"] += _num(r[i_samples])
+        for j in stall_cols:
+            run["stalls"][head[j][6:]] = run["stalls"].get(head[j][6:], 0.0) + _num(r[j])
+    return [(u["lo"], u["hi"], u["exec"], u["n"], u["samples"],
+             sorted(((k, v) for k, v in u["stalls"].items() if v), key=lambda kv: -kv[1])[:3]) for u in res]
+
+
+def metric(page, column, n):
+    """(the column's total, rows (value, offset, execution count, SASS) of the n instructions with its largest values)."""
+    head, i_src, _, i_exec = _columns(page)
+    if column not in head:
+        raise SystemExit(f"--metric: no column {column!r} in this source page")
+    i_col = head.index(column)
+    data, offs = _offsets(page)
+    vals = [(_num(r[i_col]), off, _num(r[i_exec]), r[i_src].strip()) for r, off in zip(data, offs)]
+    top = sorted((v for v in vals if v[0] > 0), key=lambda v: (-v[0], v[1]))[:n]
+    return sum(v[0] for v in vals), top
+
+
 def parse_regions(specs):
     """{name: [(lo, hi, label)]} from --regions NAME:LO-HI=LABEL,..."""
     out = {}
@@ -165,6 +207,8 @@ def main():
     ap.add_argument("--buckets", type=int, default=0, help="also the executed code by address, buckets of BYTES")
     ap.add_argument("--regions", action="append", default=[], help="NAME:LO-HI=LABEL[,...] (hex offsets)")
     ap.add_argument("--opcodes", type=int, default=0, help="also the N opcodes executed most (first input), by input")
+    ap.add_argument("--runs", action="store_true", help="also the runs of instructions with the same execution count")
+    ap.add_argument("--metric", default=None, help="COLUMN[:N]: also the N instructions with the column's largest values")
     args = ap.parse_args()
     spans = parse_regions(args.regions)
     res = []
@@ -193,6 +237,17 @@ def main():
                 st = ", ".join(f"{k} {v:.0f}" for k, v in top if v)
                 mk = " ".join(f"{k}:{v}" for k, v in marks.items())
                 print(f"  {off:8x} {smp:8.0f} {100*smp/max(s['samples'], 1):5.1f}% {n:6d} {mean:9.0f}  {st}; {mk}")
+        if args.runs:
+            print(f"  {'offsets':>15s} {'count':>8s} {'instr':>6s} {'samples':>8s}  top stalls")
+            for lo, hi, e, n, smp, top in runs(page):
+                st = ", ".join(f"{k} {v:.0f}" for k, v in top)
+                print(f"  {lo:6x}-{hi:6x} {e:8.0f} {n:6d} {smp:8.0f}  {st}")
+        if args.metric:
+            column, _, count = args.metric.rpartition(":") if args.metric.rpartition(":")[2].isdigit() else (args.metric, "", "10")
+            total, top = metric(page, column, int(count))
+            print(f"  {column}: {total:.0f} in all")
+            for v, off, e, src in top:
+                print(f"  {v:10.0f} at {off:6x}, executed {e:8.0f}: {src}")
     if args.opcodes:
         names = [s["name"] for s in res]
         print("opcode    " + "".join(f"{n:>22s}" for n in names) + "   (warp-instructions executed, stall samples)")

@@ -1,7 +1,8 @@
 """The profile readers behind the CUDA docs' numbers, on small synthetic inputs (no GPU, no nvcc).
 
 bench/ncu_source_summary.py turns Nsight Compute's source page into executed instructions by opcode (the
-twenty-fifth session's comparison of llama.cpp's vector kernel with and without Self-Extend);
+twenty-fifth session's comparison of llama.cpp's vector kernel with and without Self-Extend), runs of straight-line
+code by execution count and the instructions with the largest values of a column (the twenty-eighth session's);
 bench/cuda_sass_size.py reads kernels' code out of a cubin (--same-as: which kernels a change leaves byte-identical).
 """
 
@@ -52,6 +53,34 @@ def test_summary_splits_loop_from_per_tile_code(tmp_path):
     assert s["loop"]["executed"] == 2*4608 and s["loop"]["instructions"] == 2
     assert s["per_tile"]["executed"] == 522 and s["never"]["instructions"] == 1
     assert s["samples"] == 11 and s["loop"]["stalls"] == {"stall_long_sb": 10}
+
+
+def test_runs_group_straight_line_code_by_execution_count(tmp_path):
+    page = tmp_path / "page.csv"
+    _source_page(page, [("LDC R1, c[0x0][0x28]", 5, 2088), ("BAR.SYNC 0x0", 25, 2088), ("EXIT", 0, 0),
+                        ("LDG.E R0, [R2]", 7, 4608), ("FFMA R1, R0, R0, R1", 3, 4608), ("STS [R4], R1", 2, 2088)])
+    got = ncu_source_summary.runs(ncu_source_summary.read_page(str(page)))
+    # the never-executed EXIT does not end the first run; the count changes do
+    assert [(lo, hi, e, n, smp) for lo, hi, e, n, smp, _ in got] == [
+        (0x00, 0x10, 2088, 2, 30), (0x30, 0x40, 4608, 2, 10), (0x50, 0x50, 2088, 1, 2)]
+    assert got[1][5] == [("long_sb", 10.0)]
+
+
+def test_metric_lists_the_largest_values_of_a_column(tmp_path):
+    page = tmp_path / "page.csv"
+    _source_page(page, [("LDS.128 R20, [R3]", 0, 2088), ("FFMA R1, R0, R0, R1", 0, 4608), ("STS.128 [R0], R12", 0, 2088)])
+    rows = list(csv.reader(open(page, newline="")))
+    rows[1].append("L1 Wavefronts Shared Excessive")
+    for r, v in zip(rows[2:], ("8352", "0", "4,176")):
+        r.append(v)
+    with open(page, "w", newline="") as f:
+        csv.writer(f, quoting=csv.QUOTE_ALL).writerows(rows)
+    p = ncu_source_summary.read_page(str(page))
+    total, top = ncu_source_summary.metric(p, "L1 Wavefronts Shared Excessive", 5)
+    assert total == 12528 and [(v, off, e) for v, off, e, _ in top] == [(8352, 0x00, 2088), (4176, 0x20, 2088)]
+    assert top[0][3] == "LDS.128 R20, [R3]"
+    with pytest.raises(SystemExit, match="no column"):
+        ncu_source_summary.metric(p, "L2 Sectors", 5)
 
 
 def _cubin(sections):
