@@ -95,18 +95,24 @@ def _opcode(source):
     return (words[1] if words and words[0].startswith("@") and len(words) > 1 else (words[0] if words else "")).split(".")[0]
 
 
+def _top_stalls(page, rows, n):
+    """The n largest stall reasons (without the "stall_" prefix) summed over rows, as (reason, samples), zeros dropped."""
+    stall_cols = page[3]
+    head = page[1]
+    stalls = {head[j][6:]: sum(_num(r[j]) for r in rows) for j in stall_cols}
+    return sorted(((k, v) for k, v in stalls.items() if v), key=lambda kv: -kv[1])[:n]
+
+
 def buckets(page, size):
     """Rows (offset, samples, distinct executed, mean executions, top stalls, marks) of the executed code."""
-    stall_cols = page[3]
-    head, i_src, i_samples, i_exec = _columns(page)
+    _, i_src, i_samples, i_exec = _columns(page)
     data, offs = _offsets(page)
     out = {}
     for r, off in zip(data, offs):
         e = _num(r[i_exec])
-        b = out.setdefault(off // size, {"samples": 0.0, "n": 0, "exec": 0.0, "stalls": {}, "marks": {}})
+        b = out.setdefault(off // size, {"samples": 0.0, "n": 0, "exec": 0.0, "rows": [], "marks": {}})
         b["samples"] += _num(r[i_samples])
-        for j in stall_cols:
-            b["stalls"][head[j][6:]] = b["stalls"].get(head[j][6:], 0.0) + _num(r[j])
+        b["rows"].append(r)
         if e > 0:
             b["n"] += 1
             b["exec"] += e
@@ -118,8 +124,7 @@ def buckets(page, size):
         b = out[k]
         if b["n"] == 0:
             continue
-        top = sorted(b["stalls"].items(), key=lambda kv: -kv[1])[:3]
-        res.append((k*size, b["samples"], b["n"], b["exec"]/b["n"], top, b["marks"]))
+        res.append((k*size, b["samples"], b["n"], b["exec"]/b["n"], _top_stalls(page, b["rows"], 3), b["marks"]))
     return res
 
 
@@ -140,24 +145,20 @@ def opcodes(page):
 
 def regions(page, spans):
     """Rows (label, lo, hi, samples, executed, distinct executed, top stalls) of the address ranges spans [(lo, hi, label)]."""
-    stall_cols = page[3]
-    head, _, i_samples, i_exec = _columns(page)
+    _, _, i_samples, i_exec = _columns(page)
     data, offs = _offsets(page)
     res = []
     for lo, hi, label in spans:
         sel = [r for r, off in zip(data, offs) if lo <= off < hi]
-        stalls = {head[j][6:]: sum(_num(r[j]) for r in sel) for j in stall_cols}
-        top = sorted(((k, v) for k, v in stalls.items() if v), key=lambda kv: -kv[1])[:4]
         res.append((label, lo, hi, sum(_num(r[i_samples]) for r in sel), sum(_num(r[i_exec]) for r in sel),
-                    sum(1 for r in sel if _num(r[i_exec]) > 0), top))
+                    sum(1 for r in sel if _num(r[i_exec]) > 0), _top_stalls(page, sel, 4)))
     return res
 
 
 def runs(page):
     """Rows (first offset, last offset, execution count, instructions, samples, top stalls) of the executed code, one
     for each run of consecutive instructions with the same execution count (never-executed ones end no run)."""
-    stall_cols = page[3]
-    head, _, i_samples, i_exec = _columns(page)
+    _, _, i_samples, i_exec = _columns(page)
     data, offs = _offsets(page)
     res = []
     for r, off in zip(data, offs):
@@ -165,15 +166,11 @@ def runs(page):
         if e == 0:
             continue
         if not res or res[-1]["exec"] != e:
-            res.append({"lo": off, "exec": e, "n": 0, "samples": 0.0, "stalls": {}})
-        run = res[-1]
-        run["hi"] = off
-        run["n"] += 1
-        run["samples"] += _num(r[i_samples])
-        for j in stall_cols:
-            run["stalls"][head[j][6:]] = run["stalls"].get(head[j][6:], 0.0) + _num(r[j])
-    return [(u["lo"], u["hi"], u["exec"], u["n"], u["samples"],
-             sorted(((k, v) for k, v in u["stalls"].items() if v), key=lambda kv: -kv[1])[:3]) for u in res]
+            res.append({"lo": off, "exec": e, "rows": []})
+        res[-1]["hi"] = off
+        res[-1]["rows"].append(r)
+    return [(u["lo"], u["hi"], u["exec"], len(u["rows"]), sum(_num(r[i_samples]) for r in u["rows"]),
+             _top_stalls(page, u["rows"], 3)) for u in res]
 
 
 def metric(page, column, n):
@@ -186,6 +183,12 @@ def metric(page, column, n):
     vals = [(_num(r[i_col]), off, _num(r[i_exec]), r[i_src].strip()) for r, off in zip(data, offs)]
     top = sorted((v for v in vals if v[0] > 0), key=lambda v: (-v[0], v[1]))[:n]
     return sum(v[0] for v in vals), top
+
+
+def parse_metric(spec):
+    """(column, n) from --metric COLUMN[:N] (N defaults to 10)."""
+    column, _, count = spec.rpartition(":")
+    return (column, int(count)) if column and count.isdigit() else (spec, 10)
 
 
 def parse_regions(specs):
@@ -243,8 +246,8 @@ def main():
                 st = ", ".join(f"{k} {v:.0f}" for k, v in top)
                 print(f"  {lo:6x}-{hi:6x} {e:8.0f} {n:6d} {smp:8.0f}  {st}")
         if args.metric:
-            column, _, count = args.metric.rpartition(":") if args.metric.rpartition(":")[2].isdigit() else (args.metric, "", "10")
-            total, top = metric(page, column, int(count))
+            column, count = parse_metric(args.metric)
+            total, top = metric(page, column, count)
             print(f"  {column}: {total:.0f} in all")
             for v, off, e, src in top:
                 print(f"  {v:10.0f} at {off:6x}, executed {e:8.0f}: {src}")

@@ -81,6 +81,8 @@ def test_metric_lists_the_largest_values_of_a_column(tmp_path):
     assert top[0][3] == "LDS.128 R20, [R3]"
     with pytest.raises(SystemExit, match="no column"):
         ncu_source_summary.metric(p, "L2 Sectors", 5)
+    assert ncu_source_summary.parse_metric("L1 Wavefronts Shared Excessive:8") == ("L1 Wavefronts Shared Excessive", 8)
+    assert ncu_source_summary.parse_metric("L1 Wavefronts Shared Excessive") == ("L1 Wavefronts Shared Excessive", 10)
 
 
 def _cubin(sections):
