@@ -108,7 +108,8 @@ ncu_model() {
 # one launch of flash_attn_ext_f16 (or the kernel $NCU_KERNEL, e.g. flash_attn_ext_vec) whose mangled name matches
 # PATTERN (after SKIP such launches) in the timing at kv
 # $NCU_KV (default 4096) of se-backend-check perf --only ONLY (the shapes $PERF_SHAPE, default all): NAME.csv,
-# NAME_details.txt, NAME_tables.txt, NAME.log; $NCU_OPTS: more options for ncu (e.g. --cache-control none: caches as the launch finds them)
+# NAME_details.txt, NAME.log (per-line counters such as "L1 Wavefronts Shared Excessive" are columns of NAME.csv:
+# bench/ncu_source_summary.py --metric); $NCU_OPTS: more options for ncu (e.g. --cache-control none: caches as the launch finds them)
 ncu_source() {
     local name=$1 pat=$2 skip=$3 only=$4
     timeout 120 "$NCU" --clock-control none $NCU_OPTS --kernel-name-base mangled --kernel-name "regex:${NCU_KERNEL:-flash_attn_ext_f16}.*$pat" \
@@ -116,9 +117,6 @@ ncu_source() {
         "$CHK" perf --only "$only" --kv "${NCU_KV:-4096}" ${PERF_SHAPE:+--shape "$PERF_SHAPE"} --rep 1 > "$O/$name.log" 2>&1
     timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page source --print-source sass --csv > "$O/$name.csv" 2>> "$O/$name.log"
     timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page details > "$O/${name}_details.txt" 2>> "$O/$name.log"
-    # the sections' bodies too: their tables of source lines (e.g. "L1 Wavefronts Shared Excessive"); a call of its own,
-    # not yet run on a device, so that NAME_details.txt stays as it was if this ncu does not take the option
-    timeout 60 "$NCU" --import "$K/$name.ncu-rep" --page details --print-details all > "$O/${name}_tables.txt" 2>> "$O/$name.log"
     echo "== $name: $(wc -c < "$O/$name.csv") bytes"; head -c 600 "$O/$name.csv"; echo
     grep -i "stall\|warp cycles\|issued" "$O/${name}_details.txt" | head -12
 }
