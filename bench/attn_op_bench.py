@@ -39,6 +39,8 @@ def main():
     ap.add_argument("--portable", action="store_true", help="also time the portable path")
     ap.add_argument("--cpu-time", action="store_true",
                     help="report the process's CPU time, not wall time (implies --threads 1): robust on a busy machine")
+    ap.add_argument("--kv-layout", default="cells", choices=["cells", "heads"],
+                    help="K/V as llama's cache stores them (cells: a key's rows of all heads adjacent) or head-major")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -46,6 +48,8 @@ def main():
     if args.cpu_time:
         args.threads = 1
     rng = np.random.default_rng(0)
+    if args.portable and args.kv_layout != "cells":
+        ap.error("--portable takes llama's layout only (--kv-layout cells)")
     paths = [("stock", 1), ("fused", args.group)] + ([("portable", args.group)] if args.portable else [])
     rows = []
     for n_kv in (int(x) for x in args.kv.split(",")):
@@ -60,7 +64,7 @@ def main():
                 for path, g in paths:
                     _, us = attn_time_us(q, k, v, pq, pk, path=path, group=g, window=args.window, pos_min=0,
                                          k_type=args.k_type, base=args.base, n_threads=args.threads,
-                                         repeat=args.repeat, cpu_time=args.cpu_time)
+                                         repeat=args.repeat, cpu_time=args.cpu_time, kv_layout=args.kv_layout)
                     times[path].append(us)
             med = {p: float(np.median(t)) for p, t in times.items()}
             row = {"n_kv": n_kv, "n_q": n_q, "us": med, "se_vs_stock": med["stock"] / med["fused"]}
@@ -69,7 +73,7 @@ def main():
             print(f"kv {n_kv:6d}  q {n_q:4d}  stock {med['stock'] / 1e3:8.2f} ms  self-extend {med['fused'] / 1e3:8.2f} ms"
                   f"  speed SE/stock {row['se_vs_stock']:.2f}x{extra}", flush=True)
     if args.json:
-        meta = {"heads": args.heads, "k_type": args.k_type, "group": args.group, "window": args.window,
+        meta = {"heads": args.heads, "kv_layout": args.kv_layout, "k_type": args.k_type, "group": args.group, "window": args.window,
                 "threads": args.threads, "cpu_time": args.cpu_time, "repeat": args.repeat, "rounds": args.rounds,
                 "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
         with open(args.json, "w") as f:

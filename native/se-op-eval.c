@@ -20,10 +20,15 @@ static int64_t se_best_us     = -1;
 static int64_t se_best_cpu_us = -1;
 static int32_t se_n_kv_grouped  = 0;
 static int32_t se_n_kv_neighbor = 0;
+static int     se_head_major    = 0;
 
 void se_local_attn_set_bounds(int32_t n_kv_grouped, int32_t n_kv_neighbor) {
     se_n_kv_grouped  = n_kv_grouped;
     se_n_kv_neighbor = n_kv_neighbor;
+}
+
+void se_local_attn_set_kv_layout(int32_t head_major) {
+    se_head_major = head_major != 0;
 }
 
 void se_local_attn_set_repeat(int32_t n_repeat) {
@@ -61,6 +66,9 @@ int se_local_attn_eval(
     if (k_type != GGML_TYPE_F32 && k_type != GGML_TYPE_F16 && k_type != GGML_TYPE_Q8_0) {
         return 2;
     }
+    if (se_head_major && path == 2) {
+        return 5;
+    }
 
     const size_t mem = (size_t) 64*1024*1024 +
         sizeof(float)*((size_t) 8*n_head*n_q*d + (size_t) 8*n_head_kv*n_kv*d + (size_t) 8*n_head*n_q*n_kv);
@@ -70,10 +78,15 @@ int se_local_attn_eval(
         return 3;
     }
 
-    // llama's layouts: q [d, n_head, n_q], k/v cache [d, n_head_kv, n_kv]
+    // llama's layouts: q [d, n_head, n_q], k/v cache [d, n_head_kv, n_kv] (head-major: [d, n_kv, n_head_kv])
     struct ggml_tensor * tq = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, d, n_head, n_q);
-    struct ggml_tensor * tk = ggml_new_tensor_3d(ctx, (enum ggml_type) k_type, d, n_head_kv, n_kv);
-    struct ggml_tensor * tv = ggml_new_tensor_3d(ctx, GGML_TYPE_F16, d, n_head_kv, n_kv);
+    struct ggml_tensor * tk = se_head_major ? ggml_new_tensor_3d(ctx, (enum ggml_type) k_type, d, n_kv, n_head_kv)
+                                            : ggml_new_tensor_3d(ctx, (enum ggml_type) k_type, d, n_head_kv, n_kv);
+    struct ggml_tensor * tv = se_head_major ? ggml_new_tensor_3d(ctx, GGML_TYPE_F16, d, n_kv, n_head_kv)
+                                            : ggml_new_tensor_3d(ctx, GGML_TYPE_F16, d, n_head_kv, n_kv);
+    // byte offsets of head h's row j in tk/tv
+    const size_t k_sh = se_head_major ? tk->nb[2] : tk->nb[1], k_sj = se_head_major ? tk->nb[1] : tk->nb[2];
+    const size_t v_sh = se_head_major ? tv->nb[2] : tv->nb[1], v_sj = se_head_major ? tv->nb[1] : tv->nb[2];
 
     float * row = (float *) malloc(sizeof(float)*d);
     for (int64_t h = 0; h < n_head; ++h) {
@@ -84,14 +97,14 @@ int se_local_attn_eval(
     for (int64_t h = 0; h < n_head_kv; ++h) {
         for (int64_t j = 0; j < n_kv; ++j) {
             const float * kr = k + (h*n_kv + j)*d;
-            char * kd = (char *) tk->data + j*tk->nb[2] + h*tk->nb[1];
+            char * kd = (char *) tk->data + j*k_sj + h*k_sh;
             if (k_type == GGML_TYPE_F32) {
                 memcpy(kd, kr, sizeof(float)*d);
             } else {
                 ggml_quantize_chunk((enum ggml_type) k_type, kr, kd, 0, 1, d, NULL);
             }
             memcpy(row, v + (h*n_kv + j)*d, sizeof(float)*d);
-            ggml_fp32_to_fp16_row(row, (ggml_fp16_t *) ((char *) tv->data + j*tv->nb[2] + h*tv->nb[1]), d);
+            ggml_fp32_to_fp16_row(row, (ggml_fp16_t *) ((char *) tv->data + j*v_sj + h*v_sh), d);
         }
     }
     free(row);
@@ -112,8 +125,8 @@ int se_local_attn_eval(
     const float scale = 1.0f/sqrtf((float) d);
 
     struct ggml_tensor * qp = ggml_permute(ctx, tq, 0, 2, 1, 3); // [d, n_q,  n_head]
-    struct ggml_tensor * kp = ggml_permute(ctx, tk, 0, 2, 1, 3); // [d, n_kv, n_head_kv]
-    struct ggml_tensor * vp = ggml_permute(ctx, tv, 0, 2, 1, 3); // [d, n_kv, n_head_kv]
+    struct ggml_tensor * kp = se_head_major ? tk : ggml_permute(ctx, tk, 0, 2, 1, 3); // [d, n_kv, n_head_kv]
+    struct ggml_tensor * vp = se_head_major ? tv : ggml_permute(ctx, tv, 0, 2, 1, 3); // [d, n_kv, n_head_kv]
 
     struct ggml_tensor * res;
     if (is_flash) {

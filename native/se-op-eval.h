@@ -35,6 +35,11 @@ SE_API int se_local_attn_eval(
 // none); the CPU op checks it and aborts the process when it does not hold.
 SE_API void se_local_attn_set_bounds(int32_t n_kv_grouped, int32_t n_kv_neighbor);
 
+// The K/V layout of the following flash-attention calls (paths 0 and 1): 0 (default) llama's cache, the rows of all
+// heads of a key adjacent ([d, n_head_kv, n_kv] viewed as [d, n_kv, n_head_kv]); 1 head-major, each head's rows
+// contiguous ([d, n_kv, n_head_kv]). The portable path (2) takes llama's layout only (returns 5 otherwise).
+SE_API void se_local_attn_set_kv_layout(int32_t head_major);
+
 // Benchmark support: compute the graph of each se_local_attn_eval call n_repeat times (default 1)
 // and keep the fastest compute time, in microseconds (graph construction and input conversion
 // excluded; -1 before the first call).

@@ -27,6 +27,8 @@ def _load():
         f.restype = ctypes.c_int
         lib.se_local_attn_set_bounds.argtypes = [ctypes.c_int32, ctypes.c_int32]
         lib.se_local_attn_set_bounds.restype = None
+        lib.se_local_attn_set_kv_layout.argtypes = [ctypes.c_int32]
+        lib.se_local_attn_set_kv_layout.restype = None
         lib.se_local_attn_set_repeat.argtypes = [ctypes.c_int32]
         lib.se_local_attn_set_repeat.restype = None
         lib.se_local_attn_best_us.argtypes = []
@@ -38,14 +40,17 @@ def _load():
 
 
 def attn_eval(q, k, v, pos_q, pos_k, *, path, k_type="f16", group=1, window=1, pos_min=0,
-              n_dims=None, neox=False, base=10000.0, n_threads=2, bounds=(0, 0)):
+              n_dims=None, neox=False, base=10000.0, n_threads=2, bounds=(0, 0), kv_layout="cells"):
     """q (n_head, Tq, D), k/v (n_head_kv, Tk, D) already RoPE-rotated -> (n_head, Tq, D) float32.
 
     bounds: the promise (n_kv_grouped, n_kv_neighbor) of ggml_flash_attn_ext_set_self_extend_bounds
     for the fused path; the CPU op aborts the process when it does not hold.
+    kv_layout: "cells" (llama's cache: the rows of all heads of a key adjacent) or "heads" (each
+    head's rows contiguous; flash-attention paths only).
     """
     lib = _load()
     lib.se_local_attn_set_bounds(*bounds)
+    lib.se_local_attn_set_kv_layout({"cells": 0, "heads": 1}[kv_layout])
     q = np.ascontiguousarray(q, dtype=np.float32)
     k = np.ascontiguousarray(k, dtype=np.float32)
     v = np.ascontiguousarray(v, dtype=np.float32)
@@ -60,6 +65,7 @@ def attn_eval(q, k, v, pos_q, pos_k, *, path, k_type="f16", group=1, window=1, p
                                 K_TYPES[k_type], PATHS[path], group, window, pos_min,
                                 n_dims or d, 2 if neox else 0, base, n_threads, fp(out))
     lib.se_local_attn_set_bounds(0, 0)
+    lib.se_local_attn_set_kv_layout(0)
     if rc != 0:
         raise RuntimeError(f"se_local_attn_eval failed with {rc}")
     return out
