@@ -265,8 +265,9 @@ def run(
 def _write_stream(responses: Iterator[Any], progress: _PrefillProgress) -> Any:
     """Write the text of ``responses`` to stdout as it comes; return the last response.
 
-    Ctrl-C ends the command with status 130. On a terminal, a final line break goes to
-    stderr so that stdout holds exactly the generated text.
+    Ctrl-C ends the command with status 130. On a terminal, or where stderr goes to the same
+    file or pipe (``2>&1``), a final line break goes to stderr so that the status line starts a
+    line of its own while stdout holds exactly the generated text.
     """
     last = None
     ends_newline = True
@@ -279,7 +280,7 @@ def _write_stream(responses: Iterator[Any], progress: _PrefillProgress) -> Any:
                 ends_newline = r.text.endswith("\n")
     except KeyboardInterrupt:
         progress.stop()
-        if not ends_newline and sys.stdout.isatty():
+        if not ends_newline and _shares_a_line_with_stderr():
             err.print()
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
@@ -287,9 +288,20 @@ def _write_stream(responses: Iterator[Any], progress: _PrefillProgress) -> Any:
         progress.stop()
         sys.stdout = open(os.devnull, "w")  # the interpreter flushes stdout at exit: keep that quiet
         raise typer.Exit(0) from None
-    if not ends_newline and sys.stdout.isatty():
+    if not ends_newline and _shares_a_line_with_stderr():
         err.print()
     return last
+
+
+def _shares_a_line_with_stderr() -> bool:
+    """Whether what stderr prints next lands after stdout's text: a terminal, or one file or pipe for both."""
+    try:
+        if sys.stdout.isatty():
+            return True
+        a, b = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (an embedding host's streams)
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _read_prompt(prompt: Optional[str], file: Optional[Path]) -> str:

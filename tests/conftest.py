@@ -151,7 +151,7 @@ def smollm2(smollm2_path, pkg_native):
 def pkg_cli():
     """Run ``python -m se_local ARGS`` in a subprocess with the se_local the tests import.
 
-    Returns a function ``(*args, input=None, timeout=300) -> CompletedProcess`` (text mode).
+    Returns a function ``(*args, input=None, timeout=300, merge_stderr=False) -> CompletedProcess`` (text mode).
     """
     import se_local
 
@@ -163,11 +163,14 @@ def pkg_cli():
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "200"
 
-    def run(*args, input=None, timeout=300):
+    def run(*args, input=None, timeout=300, merge_stderr=False):
+        # merge_stderr: stderr into the same pipe as stdout (as `2>&1` does), returned as stdout
+        sp = _pkg_subprocess
+        streams = dict(stdout=sp.PIPE, stderr=sp.STDOUT) if merge_stderr else dict(capture_output=True)
         return _pkg_subprocess.run(
             [_pkg_sys.executable, "-m", "se_local", *map(str, args)],
-            input=input if input is not None else "", capture_output=True, text=True,
-            encoding="utf-8", env=env, timeout=timeout,
+            input=input if input is not None else "", text=True,
+            encoding="utf-8", env=env, timeout=timeout, **streams,
         )
 
     return run

@@ -124,6 +124,23 @@ def test_run_stdout_is_only_the_generated_text(pkg_cli, smollm2):
     assert "prompt" in r.stderr and "tok/s" in r.stderr and "Self-Extend off" in r.stderr
 
 
+def test_run_status_line_starts_its_own_line_when_stderr_shares_stdout(pkg_cli, smollm2):
+    # `se-local run ... 2>&1 | tee log`: the text (here not ending in a line break) then the status line on a line
+    # of its own; with separate streams stdout stays exactly the text (the test above)
+    prompt = "Tell me a story about a lighthouse."
+    r = pkg_cli("run", prompt, "-n", "16", *RUN, merge_stderr=True)
+    assert r.returncode == 0, r.stdout
+    text = "".join(
+        smollm2.generate(
+            smollm2.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True),
+            max_tokens=16,
+            temperature=0,
+        )
+    )
+    assert not text.endswith("\n")
+    assert text + "\nprompt " in r.stdout
+
+
 def test_run_raw_prompt_from_stdin(pkg_cli, smollm2):
     prompt = "Once upon a time, in a small village by the sea,"
     r = pkg_cli("run", "--raw", "-n", "8", *RUN, input=prompt)
