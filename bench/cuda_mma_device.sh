@@ -20,6 +20,8 @@
 #             perfab: batches with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_SPLIT_SEG=0
 #                     GGML_CUDA_SE_SPLIT_BAND=se), perf_batch_<setting, = as _>.jsonl (a name with = does not come back)
 #             every decode timing step (perfdec*): only the shapes whose name contains $PERF_SHAPE (default all)
+#             perfdeccold: perfdec with --cold: each op of a timed graph reads K/V copies of its own (256 MiB of them),
+#                     out of L2 as each layer of a model reads its cache (perf_decode_cold.jsonl; twenty-ninth session)
 #             perfdecab/checkdecab: one query with each of the settings in $PERF_ENVS (default: GGML_CUDA_SE_VEC=e1),
 #                     perf/check_decode_<setting, = as _>.jsonl
 #             perfchunk: kv 64k batches with $CHUNKS (default 4096 65536; the word default: what the scratch holds) grouped
@@ -131,7 +133,7 @@ op() {
     if [ "$mode" = check ]; then
         env "$@" timeout $l "$CHK" check --threads 16 --only $only --json "$O/check_$only$name.jsonl" 2>&1 | grep -v "ggml_cuda_init\|Device 0$hide"
     else
-        env "$@" timeout $l "$CHK" perf --only $only "${shape[@]}" --json "$O/perf_$only$name.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
+        env "$@" timeout $l "$CHK" perf --only $only "${shape[@]}" $PERF_ARGS --json "$O/perf_$only$name.jsonl" 2>&1 | grep -v "graph warmup\|ggml_cuda_init\|Device 0"
     fi
 }
 for st in "$@"; do
@@ -180,6 +182,7 @@ PY
         perf64)       op batch perf _n64 GGML_CUDA_SE_MMA=64 ;;
         perfold)      op batch perf _old GGML_CUDA_SE_MMA=old ;;
         perfdec)      op decode perf "" ;;
+        perfdeccold)  PERF_ARGS=--cold op decode perf _cold ;;
         checkdecmma)  op decode check _mma GGML_CUDA_SE_DEC=mma ;;
         perfdecmma)   op decode perf _mma GGML_CUDA_SE_DEC=mma ;;
         checkdecvec)  op decode check _vec GGML_CUDA_SE_DEC=vec ;;

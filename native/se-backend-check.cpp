@@ -9,6 +9,10 @@
 //   --only decode|batch: only the cases with one query (decode) or with several (check and perf)
 //   --kv N, --rep R (perf): only KV length N; R copies of the op per graph and one timed compute (for a profiler)
 //   --shape S (perf): only the shapes whose name contains S (e.g. NEOX)
+//   --cold (perf): the copies of the op in a graph read K and V from copies of their own, as many as make 256 MiB
+//       (at least 2, at most one per op), so that each op finds them out of the GPU's L2 cache as each layer of a
+//       model does; without it every op rereads the same K and V, which at short lengths stay in L2 (test-backend-ops'
+//       way)
 //   --no-bounds: leave out the promise of the grouped and the neighbor keys (ggml_flash_attn_ext_set_self_extend_bounds)
 //       that llama.cpp gives with each batch and that the CUDA prefill uses to compute them with stock attention
 //
@@ -53,6 +57,18 @@ static bool g_bounds = true; // promise the grouped and the neighbor keys (ggml_
 static int g_kv  = 0; // perf: only this KV length (0: all)
 static int g_rep = 0; // perf: copies of the op per graph, one timed compute (0: the defaults, best of 5)
 static const char * g_shape = nullptr; // perf: only the shapes whose name contains this
+static bool g_cold = false; // perf: K/V copies per graph so that the ops read them from memory, not L2 (--cold)
+static constexpr size_t COLD_BYTES = 256u << 20; // bytes of K and V copies with --cold (H100: 50 MB of L2)
+
+// copies of K and V in a graph of n_rep ops: 1, or with --cold as many as make COLD_BYTES and at least 2 (so that
+// an op never follows one that read the same copy), at most n_rep
+static int kv_copies(const fa_case & c, int n_rep) {
+    if (!g_cold) {
+        return 1;
+    }
+    const size_t kv = 2*ggml_row_size(c.type, c.D)*c.n_kv*c.n_head_kv*c.ne3;
+    return (int) std::min<size_t>(n_rep, std::max<size_t>(2, (COLD_BYTES + kv - 1)/kv));
+}
 
 static bool case_selected(const fa_case & c) {
     return (g_only == 0 || (g_only == 1) == (c.n_q == 1)) && (g_kv == 0 || c.n_kv == g_kv);
@@ -190,23 +206,29 @@ struct fa_graph {
     }
 };
 
-// n_rep copies of the op on the same inputs (timing); returns false if the backend cannot run the op
+// n_rep copies of the op on the same inputs (timing; op r reads K/V copy r % kv_copies, all with the same values);
+// returns false if the backend cannot run the op
 static bool build_graph(fa_graph & g, const fa_case & c, const fa_data & d, bool se, int n_rep, ggml_backend_t backend) {
-    const size_t mem = ggml_tensor_overhead()*(16 + n_rep) + ggml_graph_overhead_custom(GGML_DEFAULT_GRAPH_SIZE, false);
+    const int n_kv_copies = kv_copies(c, n_rep);
+    const size_t mem = ggml_tensor_overhead()*(16 + n_rep + 2*n_kv_copies) + ggml_graph_overhead_custom(GGML_DEFAULT_GRAPH_SIZE, false);
     ggml_init_params ip = { mem, nullptr, true };
     g.ctx = ggml_init(ip);
     const int64_t n_head = (int64_t) c.n_head_kv*c.gqa;
 
     ggml_tensor * q  = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, c.D, c.n_q,  n_head,      c.ne3);
-    ggml_tensor * k  = ggml_new_tensor_4d(g.ctx, c.type,        c.D, c.n_kv, c.n_head_kv, c.ne3);
-    ggml_tensor * v  = ggml_new_tensor_4d(g.ctx, c.type,        c.D, c.n_kv, c.n_head_kv, c.ne3);
+    std::vector<ggml_tensor *> ks, vs;
+    for (int i = 0; i < n_kv_copies; ++i) {
+        ks.push_back(ggml_new_tensor_4d(g.ctx, c.type, c.D, c.n_kv, c.n_head_kv, c.ne3));
+        vs.push_back(ggml_new_tensor_4d(g.ctx, c.type, c.D, c.n_kv, c.n_head_kv, c.ne3));
+    }
     ggml_tensor * m  = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F16, c.n_kv, c.n_q, 1, c.ne3);
     ggml_tensor * pq = ggml_new_tensor_2d(g.ctx, GGML_TYPE_I32, c.n_q,  c.ne3);
     ggml_tensor * pk = ggml_new_tensor_2d(g.ctx, GGML_TYPE_I32, c.n_kv, c.ne3);
 
     g.gf = ggml_new_graph(g.ctx);
     for (int r = 0; r < n_rep; ++r) {
-        ggml_tensor * out = ggml_flash_attn_ext(g.ctx, q, k, v, m, 1.0f/sqrtf((float) c.D), 0.0f, c.softcap);
+        ggml_tensor * out = ggml_flash_attn_ext(g.ctx, q, ks[r % n_kv_copies], vs[r % n_kv_copies], m,
+                                                1.0f/sqrtf((float) c.D), 0.0f, c.softcap);
         ggml_prec_set_acc(out, GGML_PREC_F32);
         if (se) {
             ggml_flash_attn_ext_set_self_extend(out, pq, pk, nullptr, c.G, c.W, c.pos_min, c.D, c.mode, 10000.0f, 1.0f);
@@ -228,8 +250,10 @@ static bool build_graph(fa_graph & g, const fa_case & c, const fa_data & d, bool
         return false;
     }
     ggml_backend_tensor_set(q,  d.q.data(),     0, ggml_nbytes(q));
-    ggml_backend_tensor_set(k,  d.k.data(),     0, ggml_nbytes(k));
-    ggml_backend_tensor_set(v,  d.v.data(),     0, ggml_nbytes(v));
+    for (int i = 0; i < n_kv_copies; ++i) {
+        ggml_backend_tensor_set(ks[i], d.k.data(), 0, ggml_nbytes(ks[i]));
+        ggml_backend_tensor_set(vs[i], d.v.data(), 0, ggml_nbytes(vs[i]));
+    }
     ggml_backend_tensor_set(m,  d.mask.data(),  0, ggml_nbytes(m));
     ggml_backend_tensor_set(pq, d.pos_q.data(), 0, ggml_nbytes(pq));
     ggml_backend_tensor_set(pk, d.pos_k.data(), 0, ggml_nbytes(pk));
@@ -485,6 +509,10 @@ static double time_op(const fa_case & c, const fa_data & d, bool se, ggml_backen
 
 static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
     const char * dev = ggml_backend_dev_description(ggml_backend_get_device(gpu));
+    if (g_cold) {
+        printf("--cold: the ops of a graph read K/V from copies of their own, %d MiB of them (at least 2, at most one per op)\n",
+            (int) (COLD_BYTES >> 20));
+    }
     printf("%-34s %5s %6s %8s %-8s %11s %11s %7s %11s %7s\n", "shape", "n_q", "kv", "type", "G/W", "stock_us", "se_us",
         "ratio", "se_nbr_us", "ratio");
     struct shape { const char * name; int D, hkv, gqa, mode; };
@@ -538,8 +566,10 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
                     fflush(stdout);
                     if (json) {
                         fprintf(json, "{\"mode\": \"perf\", \"device\": \"%s\", \"shape\": \"%s\", %s, \"stock_us\": %.2f, \"se_us\": %.2f, "
-                            "\"se_vs_stock\": %.4f, \"se_all_neighbor_us\": %.2f, \"se_all_neighbor_vs_stock\": %.4f, \"n_rep\": %d}\n",
-                            dev, s.name, case_json(c).c_str(), t_stock*1e6, t_se*1e6, ratio, t_nbr*1e6, ratio_nbr, n_rep);
+                            "\"se_vs_stock\": %.4f, \"se_all_neighbor_us\": %.2f, \"se_all_neighbor_vs_stock\": %.4f, \"n_rep\": %d, "
+                            "\"cold\": %s, \"kv_copies\": %d}\n",
+                            dev, s.name, case_json(c).c_str(), t_stock*1e6, t_se*1e6, ratio, t_nbr*1e6, ratio_nbr, n_rep,
+                            g_cold ? "true" : "false", kv_copies(c, n_rep));
                         fflush(json);
                     }
                 }
@@ -552,7 +582,7 @@ static int cmd_perf(ggml_backend_t gpu, FILE * json, bool quick) {
 int main(int argc, char ** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0); // each result line out at once: a step cut by its timeout keeps what it printed
     if (argc < 2 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "perf") != 0)) {
-        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch] [--kv N] [--rep R] [--shape S] [--no-bounds]\n", argv[0]);
+        fprintf(stderr, "usage: %s check|perf [--threads N] [--max-seconds S] [--json FILE] [--quick] [--only decode|batch] [--kv N] [--rep R] [--shape S] [--cold] [--no-bounds]\n", argv[0]);
         return 2;
     }
     int n_threads = 16;
@@ -578,6 +608,8 @@ int main(int argc, char ** argv) {
             g_rep = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             g_shape = argv[++i];
+        } else if (!strcmp(argv[i], "--cold")) {
+            g_cold = true;
         } else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
