@@ -109,18 +109,17 @@ def test_debug_shows_traceback(pkg_cli, tmp_path):
     assert r.returncode == 1 and "Traceback" in r.stderr and "ModelFileError" in r.stderr
 
 
+def _chat_answer(smollm2, prompt, n):
+    """The reference's greedy answer of n tokens to one user message."""
+    tokens = smollm2.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True)
+    return "".join(smollm2.generate(tokens, max_tokens=n, temperature=0))
+
+
 def test_run_stdout_is_only_the_generated_text(pkg_cli, smollm2):
     prompt = "Tell me a story about a lighthouse."
     r = pkg_cli("run", prompt, "-n", "16", *RUN)
     assert r.returncode == 0, r.stderr
-    expected = "".join(
-        smollm2.generate(
-            smollm2.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True),
-            max_tokens=16,
-            temperature=0,
-        )
-    )
-    assert r.stdout == expected
+    assert r.stdout == _chat_answer(smollm2, prompt, 16)
     assert "prompt" in r.stderr and "tok/s" in r.stderr and "Self-Extend off" in r.stderr
 
 
@@ -130,13 +129,7 @@ def test_run_status_line_starts_its_own_line_when_stderr_shares_stdout(pkg_cli, 
     prompt = "Tell me a story about a lighthouse."
     r = pkg_cli("run", prompt, "-n", "16", *RUN, merge_stderr=True)
     assert r.returncode == 0, r.stdout
-    text = "".join(
-        smollm2.generate(
-            smollm2.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True),
-            max_tokens=16,
-            temperature=0,
-        )
-    )
+    text = _chat_answer(smollm2, prompt, 16)
     assert not text.endswith("\n")
     assert text + "\nprompt " in r.stdout
 
