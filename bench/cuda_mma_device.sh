@@ -83,6 +83,11 @@ if ! { cmake -S . -B "$K/b" -G Ninja -DSE_LLAMA_SOURCE_DIR="$K/llama.cpp" -DGGML
 fi
 el "build ok"
 [ -n "$FULL" ] && touch "$K/build.done"
+# what the build spent its time on (ninja's log: start and end in ms per target), to plan shorter device builds
+if [ -f "$K/b/.ninja_log" ]; then
+    cp "$K/b/.ninja_log" "$O/ninja_log.txt"
+    awk '!/^#/ { print $2 - $1, $4 }' "$K/b/.ninja_log" | sort -rn | head -12
+fi
 CHK=$(find "$K/b" -name se-backend-check -type f | head -1)
 # Nsight Compute, for the steps ncu, ncu2, ncudec, ncusrc, ncusrcdec, ncusplit, ncuprep
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
