@@ -167,7 +167,7 @@ def pkg_cli():
         # merge_stderr: stderr into the same pipe as stdout (as `2>&1` does), returned as stdout
         sp = _pkg_subprocess
         streams = dict(stdout=sp.PIPE, stderr=sp.STDOUT) if merge_stderr else dict(capture_output=True)
-        return _pkg_subprocess.run(
+        return sp.run(
             [_pkg_sys.executable, "-m", "se_local", *map(str, args)],
             input=input if input is not None else "", text=True,
             encoding="utf-8", env=env, timeout=timeout, **streams,
